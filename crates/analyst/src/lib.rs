@@ -1,0 +1,1 @@
+//! The Analyst trait and the built-in deterministic analyst.

@@ -1,0 +1,1 @@
+//! HTTP API, token auth and the dashboard.

@@ -1,0 +1,1 @@
+//! warden.yaml schema, validation and defaults.

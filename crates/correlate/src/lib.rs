@@ -1,0 +1,1 @@
+//! Correlation of anomalies into incidents: grouping, dedup. Pure.

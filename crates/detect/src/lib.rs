@@ -1,0 +1,1 @@
+//! Anomaly detectors: Isolation Forest and robust streaming detectors. Pure.

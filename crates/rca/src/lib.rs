@@ -1,0 +1,1 @@
+//! Root-cause ranking on the dependency graph. Pure.

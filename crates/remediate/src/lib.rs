@@ -1,0 +1,1 @@
+//! Planner, gates, executors and verification.

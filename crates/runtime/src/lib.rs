@@ -1,0 +1,1 @@
+//! Wires sources, the loop, the store and the API together.

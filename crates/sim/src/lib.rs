@@ -1,0 +1,1 @@
+//! Simulated service mesh with fault injection.

@@ -1,0 +1,1 @@
+//! Persistent state: catalog, incidents, journal, approvals (SQLite embedded).
