@@ -1,1 +1,656 @@
-//! warden.yaml schema, validation and defaults.
+//! `warden.yaml`: the configuration schema, its defaults and its validation.
+//!
+//! The struct definitions are the reference documentation: their doc comments
+//! become the JSON schema (`warden config schema`) and `example.yaml`
+//! (`warden config example`) shows every section. Unknown keys are errors
+//! that name the key; values are range-checked in [`Config::validate`].
+//!
+//! This crate parses and checks; it must not open sockets or start anything.
+
+mod duration;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use warden_model::{ActionKind, ServiceName};
+
+pub use duration::Duration;
+
+/// The commented example configuration (`warden config example`).
+pub const EXAMPLE_YAML: &str = include_str!("../example.yaml");
+
+/// Largest configuration file accepted, bytes.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// The whole `warden.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name shown on the dashboard and in notifications (seed: platform_name).
+    pub platform_name: String,
+    /// Version of this configuration, free text (seed: version).
+    pub version: String,
+    /// The seed's three services: discovery, monitoring, recovery.
+    pub services: ServicesConfig,
+    /// How anomalies are grouped into incidents.
+    pub correlation: CorrelationConfig,
+    /// Who writes root-cause reports and recovery plans.
+    pub analyst: AnalystConfig,
+    /// External systems (seed: integrations).
+    pub integrations: IntegrationsConfig,
+    /// How warden itself is deployed (seed: deployment); informational for
+    /// the Helm chart.
+    pub deployment: DeploymentConfig,
+    /// The HTTP API and its authentication.
+    pub api: ApiConfig,
+    /// Where state is kept.
+    pub store: StoreConfig,
+    /// Services declared in config (a discovery source).
+    pub static_services: Vec<StaticService>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            platform_name: "AI-Driven Service Governance".into(),
+            version: "1.0.0".into(),
+            services: ServicesConfig::default(),
+            correlation: CorrelationConfig::default(),
+            analyst: AnalystConfig::default(),
+            integrations: IntegrationsConfig::default(),
+            deployment: DeploymentConfig::default(),
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+            static_services: Vec::new(),
+        }
+    }
+}
+
+/// The seed's `services` section: one block per governance service.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesConfig {
+    pub discovery: DiscoveryConfig,
+    pub monitoring: MonitoringConfig,
+    pub recovery: RecoveryConfig,
+}
+
+/// Service discovery (seed: service-discovery, endpoint /api/discovery).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    /// API path prefix.
+    pub endpoint: String,
+    /// Most services the catalog accepts (registration beyond it is refused).
+    pub max_services: usize,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self { enabled: true, endpoint: "/api/discovery".into(), max_services: 10_000 }
+    }
+}
+
+/// Detection algorithm for the live loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionAlgorithm {
+    /// Isolation Forest over each service's four features, confirmed by the
+    /// robust univariate detector (the seed's algorithm).
+    IsolationForest,
+    /// The robust univariate detector alone.
+    Robust,
+}
+
+/// Monitoring and anomaly detection (seed: monitoring, endpoint /api/monitoring).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    pub enabled: bool,
+    /// API path prefix.
+    pub endpoint: String,
+    /// How often the loop runs (the seed's 60 s).
+    pub interval: Duration,
+    /// Seed: anomaly_detection_algorithm.
+    pub anomaly_detection_algorithm: DetectionAlgorithm,
+    /// Expected share of anomalies in training data; sets the Isolation
+    /// Forest threshold (seed: 0.1). Range (0, 0.5].
+    pub contamination: f64,
+    /// Seed for every random choice of the detectors.
+    pub seed: u64,
+    /// How much history each series keeps for its baseline.
+    pub window: Duration,
+    /// Samples a series needs before it is judged.
+    pub min_history: usize,
+    /// Robust z-score (distance from the rolling median in MAD units) above
+    /// which a sample is anomalous.
+    pub z_threshold: f64,
+    /// Consecutive anomalous samples needed to raise an anomaly.
+    pub confirm_samples: usize,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: "/api/monitoring".into(),
+            interval: Duration::from_secs(60),
+            anomaly_detection_algorithm: DetectionAlgorithm::IsolationForest,
+            contamination: 0.1,
+            seed: 42,
+            window: Duration::from_secs(3600),
+            min_history: 30,
+            z_threshold: 6.0,
+            confirm_samples: 2,
+        }
+    }
+}
+
+/// How remediation runs. `observe` only records; `dry-run` (the default)
+/// plans and records what it would do; `approve` waits for an operator;
+/// `auto` executes what the gates allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Observe,
+    DryRun,
+    Approve,
+    Auto,
+}
+
+impl Mode {
+    /// kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::DryRun => "dry-run",
+            Mode::Approve => "approve",
+            Mode::Auto => "auto",
+        }
+    }
+
+    /// Parses the kebab-case name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Observe, Mode::DryRun, Mode::Approve, Mode::Auto]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// One allowlist rule: these actions on these services may run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// A service name, or `*` for every service.
+    pub service: String,
+    /// Allowed action kinds.
+    pub actions: Vec<ActionKind>,
+}
+
+impl AllowRule {
+    /// Whether the rule covers `service` and `kind`.
+    pub fn allows(&self, service: &ServiceName, kind: ActionKind) -> bool {
+        (self.service == "*" || self.service == service.as_str()) && self.actions.contains(&kind)
+    }
+}
+
+/// Fault recovery (seed: recovery, endpoint /api/recovery).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub enabled: bool,
+    /// API path prefix.
+    pub endpoint: String,
+    /// Seed: auto_repair_enabled. When false, nothing is ever executed,
+    /// whatever `mode` says.
+    pub auto_repair_enabled: bool,
+    /// observe | dry-run | approve | auto. Default dry-run.
+    pub mode: Mode,
+    /// Which actions may run on which services. Empty: nothing may run.
+    pub allow: Vec<AllowRule>,
+    /// No second action on the same service within this time.
+    pub cooldown: Duration,
+    /// At most this many executed actions per rolling hour, all services.
+    pub max_actions_per_hour: u32,
+    /// Scale actions may not go above this many replicas.
+    pub max_replicas: u32,
+    /// Scale actions may not change the replica count by more than this
+    /// factor at once (blast radius).
+    pub max_scale_factor: f64,
+    /// How long an executed action's effect is watched before it is judged.
+    pub verify_window: Duration,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: "/api/recovery".into(),
+            auto_repair_enabled: true,
+            mode: Mode::DryRun,
+            allow: Vec::new(),
+            cooldown: Duration::from_secs(600),
+            max_actions_per_hour: 6,
+            max_replicas: 20,
+            max_scale_factor: 4.0,
+            verify_window: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Alertmanager-style grouping of signals into incidents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// How long a new incident collects signals before it is diagnosed.
+    pub group_wait: Duration,
+    /// A signal joins an open incident whose last signal is at most this old
+    /// (and whose services are connected to it in the dependency graph).
+    pub group_interval: Duration,
+    /// An incident with no active signal for this long is resolved.
+    pub resolve_timeout: Duration,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        Self {
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            resolve_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Analyst provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// The built-in deterministic analyst (no model, no network).
+    Builtin,
+}
+
+/// Who explains and plans (seed: model_config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalystConfig {
+    pub provider: Provider,
+    /// Seed: model_name.
+    pub model_name: String,
+    /// Seed: temperature, 0..2.
+    pub temperature: f64,
+    /// Seed: max_tokens.
+    pub max_tokens: u32,
+    /// How long an answer is reused for the same request (seed: 300 s).
+    pub cache_ttl: Duration,
+}
+
+impl Default for AnalystConfig {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Builtin,
+            model_name: "gpt-4-turbo".into(),
+            temperature: 0.3,
+            max_tokens: 1000,
+            cache_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One external system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    /// Whether warden talks to it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Base URL.
+    pub endpoint: String,
+}
+
+/// Seed: integrations (kubernetes, prometheus, jaeger).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    pub kubernetes: Integration,
+    pub prometheus: Integration,
+    pub jaeger: Integration,
+}
+
+impl Default for IntegrationsConfig {
+    fn default() -> Self {
+        let off = |e: &str| Integration { enabled: false, endpoint: e.into() };
+        Self {
+            kubernetes: off("https://k8s-api-server:6443"),
+            prometheus: off("http://prometheus:9090"),
+            jaeger: off("http://jaeger:16686"),
+        }
+    }
+}
+
+/// CPU and memory quantities in Kubernetes notation (`500m`, `4Gi`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// Seed: deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    pub replicas: u32,
+    pub resource_limits: Resources,
+    pub resource_requests: Resources,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            resource_limits: Resources { cpu: "2".into(), memory: "4Gi".into() },
+            resource_requests: Resources { cpu: "500m".into(), memory: "1Gi".into() },
+        }
+    }
+}
+
+/// API roles, from least to most privileged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Also register services and approve or reject actions.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One API token, stored as the SHA-256 of the token text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds the token (appears in the journal for approvals).
+    pub name: String,
+    pub role: Role,
+    /// The first line of a parser message, without its `error: ` prefix (the
+/// YAML parser adds a source excerpt on further lines).
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// Lowercase hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Allow requests without a token (as viewer). An explicit choice; off by
+    /// default.
+    pub anonymous: bool,
+    /// Accepted tokens. The admin token may also come from the
+    /// WARDEN_ADMIN_TOKEN environment variable.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            anonymous: false,
+            tokens: Vec::new(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Persistent state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the embedded SQLite database.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./warden-data") }
+    }
+}
+
+/// A service declared in config (the registration API's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticService {
+    pub name: ServiceName,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub dependencies: Vec<ServiceName>,
+}
+
+/// A configuration problem, naming the key and the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {key} = {value}: {expected}")]
+    Invalid { path: String, key: String, value: String, expected: String },
+}
+
+impl Config {
+    /// Parses YAML text (`path` names the source in errors) and validates it.
+    pub fn from_yaml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!("file is {} bytes; at most {MAX_CONFIG_BYTES} accepted", text.len()),
+            });
+        }
+        let cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| ConfigError::Parse { path: path.into(), message: first_line(&e.to_string()) })?
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+        Self::from_yaml(&text, &shown)
+    }
+
+    /// Checks ranges and cross-field rules; the error names the key.
+    pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, expected: &str| {
+            Err(ConfigError::Invalid {
+                path: path.into(),
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            })
+        };
+        let m = &self.services.monitoring;
+        if !(m.contamination > 0.0 && m.contamination <= 0.5) {
+            return bad("services.monitoring.contamination", m.contamination.to_string(), "expected a number in (0, 0.5]");
+        }
+        if m.interval.millis() < 1000 {
+            return bad("services.monitoring.interval", m.interval.to_string(), "expected at least 1s");
+        }
+        if m.window.millis() < m.interval.millis() {
+            return bad("services.monitoring.window", m.window.to_string(), "expected at least the interval");
+        }
+        if !(m.z_threshold.is_finite() && m.z_threshold > 0.0) {
+            return bad("services.monitoring.z_threshold", m.z_threshold.to_string(), "expected a positive number");
+        }
+        if m.confirm_samples == 0 || m.confirm_samples > 100 {
+            return bad("services.monitoring.confirm_samples", m.confirm_samples.to_string(), "expected 1..=100");
+        }
+        if m.min_history < 8 {
+            return bad("services.monitoring.min_history", m.min_history.to_string(), "expected at least 8");
+        }
+        let r = &self.services.recovery;
+        if r.max_replicas == 0 || r.max_replicas > warden_model::action::MAX_REPLICAS {
+            return bad("services.recovery.max_replicas", r.max_replicas.to_string(), "expected 1..=1000");
+        }
+        if !(r.max_scale_factor.is_finite() && r.max_scale_factor >= 1.0) {
+            return bad("services.recovery.max_scale_factor", r.max_scale_factor.to_string(), "expected a number >= 1");
+        }
+        if r.verify_window.millis() <= 0 {
+            return bad("services.recovery.verify_window", r.verify_window.to_string(), "expected a positive duration");
+        }
+        for (i, rule) in r.allow.iter().enumerate() {
+            if rule.service != "*" && ServiceName::parse(&rule.service).is_err() {
+                return bad(&format!("services.recovery.allow[{i}].service"), format!("{:?}", rule.service), "expected a service name or \"*\"");
+            }
+        }
+        let a = &self.analyst;
+        if !(0.0..=2.0).contains(&a.temperature) {
+            return bad("analyst.temperature", a.temperature.to_string(), "expected a number in [0, 2]");
+        }
+        if a.max_tokens == 0 || a.max_tokens > 200_000 {
+            return bad("analyst.max_tokens", a.max_tokens.to_string(), "expected 1..=200000");
+        }
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            return bad("api.listen", format!("{:?}", self.api.listen), "expected host:port, e.g. 127.0.0.1:8080");
+        }
+        if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 << 20 {
+            return bad("api.max_body_bytes", self.api.max_body_bytes.to_string(), "expected 1024..=67108864");
+        }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+                return bad(&format!("api.tokens[{i}].sha256"), format!("{:?}", t.sha256), "expected 64 lowercase hex digits (sha256 of the token)");
+            }
+            if t.name.is_empty() {
+                return bad(&format!("api.tokens[{i}].name"), "\"\"".into(), "expected a non-empty name");
+            }
+        }
+        for (section, path_key) in [
+            ("services.discovery.endpoint", &self.services.discovery.endpoint),
+            ("services.monitoring.endpoint", &self.services.monitoring.endpoint),
+            ("services.recovery.endpoint", &self.services.recovery.endpoint),
+        ] {
+            if !path_key.starts_with("/api/") {
+                return bad(section, format!("{path_key:?}"), "expected a path under /api/");
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON schema of this file (`warden config schema`).
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default()
+    }
+}
+
+/// The first line of a parser message, without its `error: ` prefix (the
+/// YAML parser adds a source excerpt on further lines).
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// Lowercase hex SHA-256 of a token, as stored in `api.tokens[].sha256`.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_safe_defaults() {
+        let c = Config::from_yaml("", "warden.yaml").expect("valid");
+        assert_eq!(c.services.recovery.mode, Mode::DryRun);
+        assert!(c.services.recovery.allow.is_empty());
+        assert!(!c.api.anonymous);
+        assert_eq!(c.services.monitoring.interval.millis(), 60_000);
+        assert_eq!(c.analyst.cache_ttl.millis(), 300_000);
+        assert!((c.services.monitoring.contamination - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn example_parses_and_documents_every_section() {
+        let c = Config::from_yaml(EXAMPLE_YAML, "example.yaml").expect("example is valid");
+        assert_eq!(c.platform_name, "AI-Driven Service Governance");
+        let schema = Config::json_schema();
+        let props = schema["properties"].as_object().expect("properties");
+        for key in props.keys() {
+            assert!(EXAMPLE_YAML.contains(&format!("\n{key}:")), "example lacks section {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = Config::from_yaml("services:\n  monitoring:\n    intervall: 30s\n", "w.yaml")
+            .expect_err("typo must fail");
+        assert!(e.to_string().contains("intervall"), "{e}");
+        assert!(e.to_string().starts_with("w.yaml"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_naming_key_and_value() {
+        let cases = [
+            ("services:\n  monitoring:\n    contamination: 0.9\n", "contamination", "0.9"),
+            ("services:\n  monitoring:\n    interval: 10ms\n", "interval", "10ms"),
+            ("services:\n  recovery:\n    mode: yolo\n", "mode", "yolo"),
+            ("analyst:\n  temperature: 3\n", "temperature", "3"),
+            ("api:\n  listen: nowhere\n", "api.listen", "nowhere"),
+            ("api:\n  tokens:\n    - {name: a, role: admin, sha256: abc}\n", "sha256", "abc"),
+            ("services:\n  monitoring:\n    interval: soon\n", "interval", "soon"),
+        ];
+        for (yaml, key, value) in cases {
+            let e = Config::from_yaml(yaml, "w.yaml").expect_err(yaml).to_string();
+            assert!(e.contains(key) && e.contains(value), "{e} should name {key} and {value}");
+        }
+    }
+
+    #[test]
+    fn allow_rules_match_service_and_kind() {
+        let rule = AllowRule { service: "*".into(), actions: vec![ActionKind::Restart] };
+        let svc = ServiceName::parse("a").expect("name");
+        assert!(rule.allows(&svc, ActionKind::Restart));
+        assert!(!rule.allows(&svc, ActionKind::ScaleUp));
+        let only_b = AllowRule { service: "b".into(), actions: vec![ActionKind::Restart] };
+        assert!(!only_b.allows(&svc, ActionKind::Restart));
+    }
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        assert_eq!(
+            token_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
