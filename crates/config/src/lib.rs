@@ -387,14 +387,7 @@ pub struct TokenConfig {
     /// Who holds the token (appears in the journal for approvals).
     pub name: String,
     pub role: Role,
-    /// The first line of a parser message, without its `error: ` prefix (the
-/// YAML parser adds a source excerpt on further lines).
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message);
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
-}
-
-/// Lowercase hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    /// Lowercase hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
     pub sha256: String,
 }
 
