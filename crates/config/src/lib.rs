@@ -467,7 +467,7 @@ impl Config {
             Config::default()
         } else {
             serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::Parse { path: path.into(), message: first_line(&e.to_string()) })?
+                .map_err(|e| ConfigError::Parse { path: path.into(), message: one_line_message(&e.to_string(), text) })?
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -569,6 +569,24 @@ impl Config {
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message);
     line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// The parser's first message line without its `error: ` prefix, followed by
+/// the offending source line (the parser's own excerpt spans several lines).
+fn one_line_message(message: &str, text: &str) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let line_no = first
+        .strip_prefix("line ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    match line_no.and_then(|n| text.lines().nth(n.saturating_sub(1))) {
+        Some(src) if !src.trim().is_empty() => {
+            let src: String = src.trim().chars().take(120).collect();
+            format!("{first} (at `{src}`)")
+        }
+        _ => first.to_string(),
+    }
 }
 
 /// Lowercase hex SHA-256 of a token, as stored in `api.tokens[].sha256`.
