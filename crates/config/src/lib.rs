@@ -564,13 +564,6 @@ impl Config {
     }
 }
 
-/// The first line of a parser message, without its `error: ` prefix (the
-/// YAML parser adds a source excerpt on further lines).
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message);
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
-}
-
 /// The parser's first message line without its `error: ` prefix, followed by
 /// the offending source line (the parser's own excerpt spans several lines).
 fn one_line_message(message: &str, text: &str) -> String {
