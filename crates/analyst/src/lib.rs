@@ -1,1 +1,159 @@
-//! The Analyst trait and the built-in deterministic analyst.
+//! The analyst: explains an incident and proposes a recovery plan.
+//!
+//! [`Analyst`] is the seam where a language model plugs in; [`Builtin`] is
+//! the deterministic analyst that needs no model and is the default and the
+//! fallback. Requests carry evidence that warden computed (the ranking, the
+//! anomalies, recent changes); answers have the seed's JSON shapes:
+//! anomaly analysis `{status, anomalies, root_causes, recommendations}` and
+//! recovery plan `{steps: [{action, target, params}]}`.
+//!
+//! An analyst proposes; it never decides. Its plan steps are parsed into the
+//! closed `Action` enum and go through the gates like any other proposal.
+
+mod builtin;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use warden_model::{Anomaly, Candidate, Change, IncidentId, Metric, PlanStep, ServiceName};
+
+pub use builtin::Builtin;
+
+/// The current state of one service, as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: ServiceName,
+    /// Latest value and baseline (rolling median) per metric.
+    pub metrics: Vec<MetricState>,
+}
+
+/// One metric's latest value against its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricState {
+    pub metric: Metric,
+    pub value: f64,
+    pub baseline: f64,
+}
+
+impl ServiceState {
+    /// The latest value and baseline of `m`.
+    pub fn get(&self, m: Metric) -> Option<&MetricState> {
+        self.metrics.iter().find(|x| x.metric == m)
+    }
+}
+
+/// Evidence for one incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentContext {
+    pub incident: IncidentId,
+    pub anomalies: Vec<Anomaly>,
+    /// Ranked root-cause candidates, best first.
+    pub ranking: Vec<Candidate>,
+    /// Changes to the incident's services in the lookback window.
+    pub changes: Vec<Change>,
+    /// State of the incident's services and of the top candidate.
+    pub services: Vec<ServiceState>,
+    /// Every service warden knows (plans may only target these).
+    pub known_services: Vec<ServiceName>,
+    /// When the first signal began (RFC 3339).
+    pub onset: warden_model::Timestamp,
+}
+
+/// The seed's analyses that warden asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "context", rename_all = "snake_case")]
+pub enum Request {
+    /// Seed: analyze_metrics_with_llm → `{status, anomalies, root_causes, recommendations}`.
+    AnomalyAnalysis(IncidentContext),
+    /// Seed: analyze_fault_pattern → `{steps}`.
+    RecoveryPlan(IncidentContext),
+}
+
+impl Request {
+    /// snake_case name of the analysis.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::AnomalyAnalysis(_) => "anomaly_analysis",
+            Request::RecoveryPlan(_) => "recovery_plan",
+        }
+    }
+}
+
+/// One anomaly in an analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyItem {
+    pub service: String,
+    pub metric: String,
+    pub description: String,
+}
+
+/// One root cause in an analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RootCauseItem {
+    pub service: String,
+    pub metric: String,
+    /// 0..1.
+    pub confidence: f64,
+    pub evidence: Vec<String>,
+}
+
+/// Seed: `{status, anomalies, root_causes, recommendations}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyAnalysis {
+    /// `critical`, `warning` or `ok`.
+    pub status: String,
+    pub anomalies: Vec<AnomalyItem>,
+    pub root_causes: Vec<RootCauseItem>,
+    pub recommendations: Vec<String>,
+}
+
+/// Seed: `{steps: [{action, target, params}]}`, with the reasoning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryPlan {
+    pub steps: Vec<PlanStep>,
+    pub rationale: String,
+}
+
+/// An analyst's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    AnomalyAnalysis(AnomalyAnalysis),
+    RecoveryPlan(RecoveryPlan),
+}
+
+impl Answer {
+    /// The answer as JSON in the seed's shape.
+    pub fn body(&self) -> serde_json::Value {
+        match self {
+            Answer::AnomalyAnalysis(a) => serde_json::to_value(a),
+            Answer::RecoveryPlan(p) => serde_json::to_value(p),
+        }
+        .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Why an analysis failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnalystError {
+    #[error("no evidence to analyse: {0}")]
+    NoEvidence(String),
+}
+
+/// A boxed future, so that analysts can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that explains incidents and proposes plans.
+pub trait Analyst: Send + Sync {
+    /// Short name for the journal (`builtin`, `openai:gpt-4o`, …).
+    fn name(&self) -> String;
+
+    /// Answers one request.
+    fn analyze<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Answer, AnalystError>>;
+}

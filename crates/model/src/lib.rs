@@ -7,6 +7,7 @@
 //! beyond plain values.
 
 pub mod action;
+pub mod change;
 pub mod graph;
 pub mod hash;
 pub mod incident;
@@ -17,6 +18,7 @@ pub mod rng;
 pub mod time;
 
 pub use action::{Action, ActionKind, Decision, PlanStep, Receipt};
+pub use change::{Change, ChangeKind};
 pub use graph::{EdgeStats, Graph};
 pub use incident::{Anomaly, Candidate, Incident, IncidentId, IncidentStatus};
 pub use journal::{JournalEntry, JournalEvent};

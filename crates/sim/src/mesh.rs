@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use warden_model::{Action, Metric, Rng, Sample, ServiceName, Timestamp};
+use warden_model::{Action, Change, ChangeKind, Metric, Rng, Sample, ServiceName, Timestamp};
 
 use crate::{Fault, Scenario};
 
@@ -100,24 +100,6 @@ pub struct LogLine {
     pub service: ServiceName,
     pub level: &'static str,
     pub message: String,
-}
-
-/// A change to a service, as a deployment system would report it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub ts: Timestamp,
-    pub service: ServiceName,
-    pub kind: ChangeKind,
-}
-
-/// What changed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ChangeKind {
-    Deploy { from_revision: u64, to_revision: u64 },
-    Config { key: String, old: String, new: String },
-    Scale { from: u32, to: u32 },
-    Restart,
 }
 
 /// An action the mesh cannot apply; names the value.
@@ -525,9 +507,9 @@ impl Mesh {
         std::mem::take(&mut self.changes)
     }
 
-    fn change(&mut self, i: usize, kind: ChangeKind) {
+    fn change(&mut self, i: usize, actor: &str, kind: ChangeKind) {
         let ts = self.now();
-        self.changes.push(Change { ts, service: self.svcs[i].name.clone(), kind });
+        self.changes.push(Change { ts, service: self.svcs[i].name.clone(), actor: actor.to_string(), kind });
     }
 
     /// Injects a fault on `target`. Faults that arrive with a change (a bad
@@ -542,11 +524,11 @@ impl Mesh {
                 self.svcs[i].revision = to;
                 self.svcs[i].history.push(to);
                 self.bad_revision = Some((i, to, scenario));
-                self.change(i, ChangeKind::Deploy { from_revision: from, to_revision: to });
+                self.change(i, "deploy-pipeline", ChangeKind::Deploy { from_revision: from, to_revision: to });
             }
             Scenario::LatencyInjection => {
                 let old = self.svcs[i].config.insert(SLOW_KEY.into(), "true".into()).unwrap_or_default();
-                self.change(i, ChangeKind::Config { key: SLOW_KEY.into(), old, new: "true".into() });
+                self.change(i, "deploy-pipeline", ChangeKind::Config { key: SLOW_KEY.into(), old, new: "true".into() });
             }
             Scenario::CpuHog | Scenario::MemoryLeak | Scenario::DependencyOutage => {}
         }
@@ -567,13 +549,13 @@ impl Mesh {
             Action::ScaleUp { replicas, .. } | Action::ScaleDown { replicas, .. } => {
                 let from = self.svcs[i].replicas;
                 self.svcs[i].replicas = *replicas;
-                self.change(i, ChangeKind::Scale { from, to: *replicas });
+                self.change(i, "warden", ChangeKind::Scale { from, to: *replicas });
                 format!("replicas {from} → {replicas}")
             }
             Action::Restart { .. } => {
                 self.svcs[i].restarts += u64::from(self.svcs[i].replicas);
                 self.svcs[i].leaked = 0.0;
-                self.change(i, ChangeKind::Restart);
+                self.change(i, "warden", ChangeKind::Restart);
                 if self.fault.as_ref().is_some_and(|f| {
                     &f.target == target && matches!(f.scenario, Scenario::MemoryLeak | Scenario::DependencyOutage)
                 }) {
@@ -583,7 +565,7 @@ impl Mesh {
             }
             Action::ConfigUpdate { key, value, .. } => {
                 let old = self.svcs[i].config.insert(key.clone(), value.clone()).unwrap_or_default();
-                self.change(i, ChangeKind::Config { key: key.clone(), old: old.clone(), new: value.clone() });
+                self.change(i, "warden", ChangeKind::Config { key: key.clone(), old: old.clone(), new: value.clone() });
                 format!("config {key}: {old:?} → {value:?}")
             }
             Action::Rollback { revision, .. } => {
@@ -601,7 +583,7 @@ impl Mesh {
                     }
                 };
                 self.svcs[i].revision = to;
-                self.change(i, ChangeKind::Deploy { from_revision: cur, to_revision: to });
+                self.change(i, "warden", ChangeKind::Deploy { from_revision: cur, to_revision: to });
                 format!("revision {cur} → {to}")
             }
             Action::None { .. } => "nothing to do".into(),
