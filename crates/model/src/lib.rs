@@ -15,6 +15,7 @@ pub mod journal;
 pub mod metric;
 pub mod name;
 pub mod rng;
+pub mod service;
 pub mod time;
 
 pub use action::{Action, ActionKind, Decision, PlanStep, Receipt};
@@ -25,4 +26,5 @@ pub use journal::{JournalEntry, JournalEvent};
 pub use metric::{Metric, Sample};
 pub use name::{NameError, ServiceName};
 pub use rng::Rng;
+pub use service::{Registration, RegistrationError, Service};
 pub use time::Timestamp;
