@@ -1,1 +1,63 @@
-//! HTTP API, token auth and the dashboard.
+//! The HTTP API and the dashboard.
+//!
+//! JSON endpoints under the seed's three prefixes (`/api/discovery`,
+//! `/api/monitoring`, `/api/recovery`, configurable) plus catalog, graph,
+//! incidents and journal. Every request needs a bearer token (or the
+//! dashboard's HttpOnly cookie) unless anonymous access is configured;
+//! tokens carry a role: viewer reads, operator also registers and approves,
+//! admin does everything. `/healthz` and `/readyz` need no token.
+//!
+//! This crate owns request parsing, validation and authorization. It reads
+//! the store and the live picture; it never runs the loop.
+
+mod auth;
+mod dashboard;
+mod routes;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use warden_config::Config;
+use warden_model::{Anomaly, Graph, Service, ServiceName, Timestamp};
+use warden_store::Store;
+
+pub use auth::{Principal, TokenTable};
+pub use routes::router;
+
+/// The live picture the loop maintains and the API serves.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub services: BTreeMap<ServiceName, Service>,
+    pub graph: Graph,
+    /// Anomalies currently active.
+    pub anomalies: Vec<Anomaly>,
+    /// Whether the loop has started and its sources are healthy.
+    pub ready: bool,
+    /// Health per source (`simulator`, `registration`, …).
+    pub sources: BTreeMap<String, bool>,
+}
+
+/// Shared handle to the live picture.
+pub type SharedLive = Arc<RwLock<Live>>;
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct ApiState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub live: SharedLive,
+    pub tokens: Arc<TokenTable>,
+    /// The clock for records the API writes (wall time in `serve`, the
+    /// simulation's clock in `demo`).
+    pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+}
+
+/// Reads the live picture, recovering from a poisoned lock.
+pub fn read_live(live: &SharedLive) -> std::sync::RwLockReadGuard<'_, Live> {
+    live.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the live picture, recovering from a poisoned lock.
+pub fn write_live(live: &SharedLive) -> std::sync::RwLockWriteGuard<'_, Live> {
+    live.write().unwrap_or_else(|p| p.into_inner())
+}
