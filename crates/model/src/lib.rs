@@ -16,6 +16,7 @@ pub mod metric;
 pub mod name;
 pub mod rng;
 pub mod service;
+pub mod span;
 pub mod time;
 
 pub use action::{Action, ActionKind, Decision, PlanStep, Receipt};
@@ -27,4 +28,5 @@ pub use metric::{Metric, Sample};
 pub use name::{NameError, ServiceName};
 pub use rng::Rng;
 pub use service::{Registration, RegistrationError, Service};
+pub use span::Span;
 pub use time::Timestamp;

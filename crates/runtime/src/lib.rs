@@ -1,1 +1,24 @@
-//! Wires sources, the loop, the store and the API together.
+//! The runtime: wires sources, the governance loop, the store and the API.
+//!
+//! [`Engine`] is the loop. It is driven from outside — samples, spans,
+//! changes and registrations are pushed in, and `tick(now)` runs one
+//! iteration — so the same engine runs on the wall clock (`warden serve`)
+//! and on simulated time (`warden demo`, the end-to-end tests), and the
+//! same input gives the same journal.
+//!
+//! One iteration: active anomalies are correlated into incidents; incidents
+//! whose group wait is over are diagnosed (root-cause ranking, the
+//! analyst's analysis and plan); each planned action passes the gates and
+//! is executed, recorded (dry-run) or held for approval; executed actions
+//! are verified and undone when the service does not recover. Every step is
+//! a journal record.
+
+mod demo;
+mod engine;
+mod server;
+mod sim_exec;
+
+pub use demo::{DemoOptions, DemoSummary, SummaryAction, run_demo};
+pub use engine::{Engine, EngineParts};
+pub use server::{ServerHandle, admin_token, start_api};
+pub use sim_exec::SimExecutor;

@@ -16,4 +16,4 @@ mod fault;
 mod mesh;
 
 pub use fault::{Fault, Scenario, ScenarioError};
-pub use mesh::{LogLine, Mesh, MeshSnapshot, SimError, Span, topology};
+pub use mesh::{LogLine, Mesh, MeshSnapshot, ServiceState, SimError, topology};

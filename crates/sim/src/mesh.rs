@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use warden_model::{Action, Change, ChangeKind, Metric, Rng, Sample, ServiceName, Timestamp};
+use warden_model::{Action, Change, ChangeKind, Metric, Rng, Sample, ServiceName, Span, Timestamp};
 
 use crate::{Fault, Scenario};
 
@@ -78,19 +78,6 @@ pub fn topology() -> Vec<(ServiceName, String, Vec<String>, Vec<ServiceName>)> {
 
 fn name(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap_or_else(|e| unreachable!("built-in name {s}: {e}"))
-}
-
-/// A finished span of a sampled trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Span {
-    pub trace_id: u64,
-    pub span_id: u64,
-    pub parent_span_id: Option<u64>,
-    pub service: ServiceName,
-    pub operation: String,
-    pub start: Timestamp,
-    pub duration_ms: f64,
-    pub error: bool,
 }
 
 /// A log or alert line. `level` is `info`, `warn`, `error` or `alert`.

@@ -1,0 +1,775 @@
+//! The governance loop.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use warden_analyst::{Analyst, Answer, IncidentContext, MetricState, Request, ServiceState};
+use warden_api::{SharedLive, read_live, write_live};
+use warden_config::{Config, DetectionAlgorithm};
+use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
+use warden_detect::{Direction, IsolationForest, IsolationForestParams, RobustDetector, RobustParams};
+use warden_model::{
+    Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry, JournalEvent, Metric, Sample,
+    Service, ServiceName, Span, Timestamp,
+};
+use warden_remediate::{ActionRecord, Executor, GateContext, Gates, Outcome, SignalHealth, Verification, VerifyOutcome};
+use warden_store::{Approval, ApprovalState, JournalQuery, Store, StoreError};
+
+/// What the engine is built from.
+pub struct EngineParts {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub live: SharedLive,
+    pub analyst: Arc<dyn Analyst>,
+    pub executor: Arc<dyn Executor>,
+}
+
+/// Rows of the four detection features kept per service for the forest.
+const FOREST_ROWS: usize = 512;
+/// Rows between refits of a service's forest.
+const REFIT_EVERY: usize = 240;
+/// Changes kept as evidence.
+const MAX_CHANGES: usize = 2000;
+
+struct Forest {
+    rows: VecDeque<[f64; 4]>,
+    model: Option<IsolationForest>,
+    since_fit: usize,
+}
+
+struct Active {
+    anomaly: Anomaly,
+    incident: Option<IncidentId>,
+}
+
+/// The loop's state. See the crate docs for one iteration.
+pub struct Engine {
+    cfg: Arc<Config>,
+    store: Arc<dyn Store>,
+    live: SharedLive,
+    analyst: Arc<dyn Analyst>,
+    executor: Arc<dyn Executor>,
+    gates: Gates,
+    detectors: BTreeMap<(ServiceName, Metric), RobustDetector>,
+    forests: BTreeMap<ServiceName, Forest>,
+    active: BTreeMap<String, Active>,
+    correlator: Correlator,
+    incidents: BTreeMap<IncidentId, Incident>,
+    changes: VecDeque<Change>,
+    history: Vec<ActionRecord>,
+    verifications: Vec<Verification>,
+    pending: Vec<JournalEntry>,
+    dirty: BTreeSet<IncidentId>,
+    now: Timestamp,
+}
+
+/// Per-metric detector settings: direction and the smallest change worth an
+/// alert (absolute, relative to the baseline).
+fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
+    let mon = &cfg.services.monitoring;
+    let (direction, min_abs, min_rel) = match m {
+        Metric::CpuUsage => (Direction::Up, 0.05, 0.0),
+        Metric::MemoryUsage => (Direction::Up, 0.02, 0.0),
+        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => (Direction::Up, 5.0, 0.25),
+        Metric::ErrorRate => (Direction::Up, 0.01, 0.0),
+        Metric::RequestRate => (Direction::Both, 0.0, 0.3),
+        Metric::Replicas => (Direction::Down, 0.5, 0.0),
+    };
+    RobustParams {
+        window_ms: mon.window.millis(),
+        max_points: 4096,
+        min_history: mon.min_history,
+        z_threshold: mon.z_threshold,
+        confirm: mon.confirm_samples,
+        min_abs_delta: min_abs,
+        min_rel_delta: min_rel,
+        direction,
+    }
+}
+
+fn fmt_value(m: Metric, v: f64) -> String {
+    match m {
+        Metric::CpuUsage | Metric::MemoryUsage | Metric::ErrorRate => format!("{:.1}%", v * 100.0),
+        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => format!("{v:.0} ms"),
+        Metric::RequestRate => format!("{v:.1} req/s"),
+        Metric::Replicas => format!("{v:.0}"),
+    }
+}
+
+impl Engine {
+    /// Builds the engine and restores what the store holds: the catalog,
+    /// open incidents and executed actions (for cooldowns).
+    pub fn new(parts: EngineParts) -> Result<Self, StoreError> {
+        let EngineParts { config, store, live, analyst, executor } = parts;
+        let gates = Gates::from_config(&config.services.recovery);
+        let correlator = Correlator::new(CorrelateParams::from_config(&config.correlation));
+        let mut engine = Self {
+            cfg: config,
+            store,
+            live,
+            analyst,
+            executor,
+            gates,
+            detectors: BTreeMap::new(),
+            forests: BTreeMap::new(),
+            active: BTreeMap::new(),
+            correlator,
+            incidents: BTreeMap::new(),
+            changes: VecDeque::new(),
+            history: Vec::new(),
+            verifications: Vec::new(),
+            pending: Vec::new(),
+            dirty: BTreeSet::new(),
+            now: Timestamp(0),
+        };
+        engine.restore()?;
+        Ok(engine)
+    }
+
+    fn restore(&mut self) -> Result<(), StoreError> {
+        let services = self.store.services()?;
+        {
+            let mut live = write_live(&self.live);
+            for s in services {
+                live.graph.add_node(&s.name);
+                for d in &s.dependencies {
+                    live.graph.declare(&s.name, d);
+                }
+                live.services.insert(s.name.clone(), s);
+            }
+        }
+        for e in self.store.journal(&JournalQuery { kinds: vec!["action_executed".into()], limit: 1000, ..Default::default() })? {
+            if let JournalEvent::ActionExecuted { receipt } = e.event {
+                self.history.push(ActionRecord { ts: receipt.executed_at, incident: e.incident, action: receipt.action });
+            }
+        }
+        for mut inc in self.store.incidents(1000)? {
+            if inc.status.is_closed() {
+                continue;
+            }
+            if inc.status == IncidentStatus::Verifying {
+                // The verification window was lost with the process; say so.
+                inc.status = IncidentStatus::Escalated;
+                let reason = "verification was interrupted by a restart; check the service by hand".to_string();
+                self.journal(inc.updated_at, Some(&inc.id), JournalEvent::IncidentEscalated { reason });
+                self.dirty.insert(inc.id.clone());
+            }
+            self.correlator.restore(inc.id.clone(), inc.opened_at, &inc.services, &inc.signals, inc.updated_at);
+            self.incidents.insert(inc.id.clone(), inc);
+        }
+        self.flush()?;
+        Ok(())
+    }
+
+    /// The simulated or wall time of the last tick or ingest.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn journal(&mut self, ts: Timestamp, incident: Option<&IncidentId>, event: JournalEvent) {
+        self.pending.push(JournalEntry { seq: 0, ts, incident: incident.cloned(), event });
+    }
+
+    /// Adds a service to the catalog (discovery source) and journals it.
+    /// Returns the journal records written.
+    pub fn register(&mut self, svc: Service) -> Result<Vec<JournalEntry>, StoreError> {
+        self.store.upsert_service(&svc)?;
+        {
+            let mut live = write_live(&self.live);
+            live.graph.add_node(&svc.name);
+            for d in &svc.dependencies {
+                live.graph.declare(&svc.name, d);
+            }
+            live.services.insert(svc.name.clone(), svc.clone());
+        }
+        let ev = JournalEvent::ServiceRegistered {
+            service: svc.name.clone(),
+            source: svc.source.clone(),
+            dependencies: svc.dependencies.clone(),
+        };
+        self.journal(svc.registered_at, None, ev);
+        self.flush()
+    }
+
+    /// Journals an event that happened outside the loop (e.g. the
+    /// simulator's fault injection).
+    pub fn note(&mut self, ts: Timestamp, event: JournalEvent) -> Result<Vec<JournalEntry>, StoreError> {
+        self.journal(ts, None, event);
+        self.flush()
+    }
+
+    fn ensure_known(&mut self, name: &ServiceName, source: &str, ts: Timestamp) {
+        let (known, count) = {
+            let live = read_live(&self.live);
+            (live.services.contains_key(name), live.services.len())
+        };
+        if known || count >= self.cfg.services.discovery.max_services {
+            return;
+        }
+        let svc = Service {
+            name: name.clone(),
+            description: String::new(),
+            endpoints: vec![],
+            dependencies: vec![],
+            source: source.into(),
+            registered_at: ts,
+        };
+        if let Err(e) = self.store.upsert_service(&svc) {
+            tracing::warn!("catalog: {e}");
+            return;
+        }
+        let ev = JournalEvent::ServiceRegistered { service: name.clone(), source: source.into(), dependencies: vec![] };
+        self.journal(ts, None, ev);
+        let mut live = write_live(&self.live);
+        live.graph.add_node(name);
+        live.services.insert(name.clone(), svc);
+    }
+
+    /// Feeds metric samples to the detectors.
+    pub fn ingest_samples(&mut self, samples: &[Sample]) {
+        let mut groups: BTreeMap<(&ServiceName, Timestamp), Vec<&Sample>> = BTreeMap::new();
+        for s in samples {
+            groups.entry((&s.service, s.ts)).or_default().push(s);
+        }
+        for ((svc, ts), group) in groups {
+            let svc = svc.clone();
+            self.now = self.now.max(ts);
+            self.ensure_known(&svc, "metrics", ts);
+            if !read_live(&self.live).services.contains_key(&svc) {
+                continue;
+            }
+            self.observe_group(&svc, ts, &group);
+        }
+    }
+
+    fn observe_group(&mut self, svc: &ServiceName, ts: Timestamp, group: &[&Sample]) {
+        let mon = self.cfg.services.monitoring.clone();
+        let mut row = [f64::NAN; 4];
+        for s in group {
+            if let Some(i) = Metric::FEATURES.iter().position(|m| *m == s.metric) {
+                row[i] = s.value;
+            }
+        }
+        let complete = row.iter().all(|v| v.is_finite());
+        let forest = self.forests.entry(svc.clone()).or_insert_with(|| Forest { rows: VecDeque::new(), model: None, since_fit: 0 });
+        let (if_score, if_outlier) = match (&forest.model, complete) {
+            (Some(m), true) => (Some(-m.score_sample(&row)), Some(m.is_outlier(&row))),
+            _ => (None, None),
+        };
+        for s in group {
+            let key = (svc.clone(), s.metric);
+            let cfg = &self.cfg;
+            let det = self.detectors.entry(key).or_insert_with(|| RobustDetector::new(robust_params(cfg, s.metric)));
+            let score = det.observe(ts.millis(), s.value);
+            let fp = format!("{svc}/{}", s.metric);
+            if !score.exceeds {
+                self.active.remove(&fp);
+                continue;
+            }
+            if !score.anomalous || self.active.contains_key(&fp) {
+                continue;
+            }
+            let strong = score.z.abs() >= 3.0 * mon.z_threshold;
+            let agree = match mon.anomaly_detection_algorithm {
+                DetectionAlgorithm::Robust => true,
+                DetectionAlgorithm::IsolationForest => if_outlier.unwrap_or(true) || strong,
+            };
+            if !agree {
+                continue;
+            }
+            let mut detectors = vec!["robust_mad".to_string()];
+            if if_outlier == Some(true) {
+                detectors.push("iforest".into());
+            }
+            let if_note = match (if_score, if_outlier) {
+                (Some(sc), Some(true)) => format!("; isolation forest agrees (score {sc:.3})"),
+                (Some(sc), _) => format!("; isolation forest score {sc:.3} below its threshold"),
+                _ => String::new(),
+            };
+            let reason = format!(
+                "{svc} {} is {} vs baseline {} (robust z {:+.1}){if_note}",
+                s.metric,
+                fmt_value(s.metric, s.value),
+                fmt_value(s.metric, score.baseline),
+                score.z
+            );
+            let anomaly = Anomaly {
+                service: svc.clone(),
+                metric: s.metric,
+                onset: Timestamp(score.onset_ms.unwrap_or(ts.millis())),
+                ts,
+                value: s.value,
+                baseline: score.baseline,
+                z: score.z,
+                score: 1.0 - (-score.z.abs() / mon.z_threshold).exp(),
+                iforest_score: if_score,
+                detectors,
+                reason,
+            };
+            self.active.insert(fp, Active { anomaly, incident: None });
+        }
+        if complete {
+            let sick = self.active.values().any(|a| &a.anomaly.service == svc);
+            let forest = self.forests.get_mut(svc).unwrap_or_else(|| unreachable!("inserted above"));
+            forest.rows.push_back(row);
+            if forest.rows.len() > FOREST_ROWS {
+                forest.rows.pop_front();
+            }
+            forest.since_fit += 1;
+            let due = (forest.model.is_none() && forest.rows.len() >= mon.min_history) || forest.since_fit >= REFIT_EVERY;
+            if due && !sick {
+                let rows: Vec<Vec<f64>> = forest.rows.iter().map(|r| r.to_vec()).collect();
+                let params = IsolationForestParams { contamination: mon.contamination, seed: mon.seed, ..Default::default() };
+                match IsolationForest::fit(&rows, &params) {
+                    Ok(m) => forest.model = Some(m),
+                    Err(e) => tracing::warn!("isolation forest for {svc}: {e}"),
+                }
+                forest.since_fit = 0;
+            }
+        }
+    }
+
+    /// Feeds spans: caller → callee edges across services.
+    pub fn ingest_spans(&mut self, spans: &[Span]) {
+        let by_id: BTreeMap<u64, &Span> = spans.iter().map(|s| (s.span_id, s)).collect();
+        for s in spans {
+            self.ensure_known(&s.service, "traces", s.start);
+        }
+        let mut live = write_live(&self.live);
+        for s in spans {
+            let Some(parent) = s.parent_span_id.and_then(|p| by_id.get(&p)) else { continue };
+            if parent.service != s.service && live.services.contains_key(&s.service) && live.services.contains_key(&parent.service) {
+                live.graph.observe_call(&parent.service, &s.service, s.duration_ms, s.error, s.start);
+            }
+        }
+    }
+
+    /// Feeds changes reported by the deployment system.
+    pub fn ingest_changes(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            self.changes.push_back(c);
+        }
+        while self.changes.len() > MAX_CHANGES {
+            self.changes.pop_front();
+        }
+    }
+
+    /// One iteration of the loop at `now`. Returns the journal records
+    /// written.
+    pub async fn tick(&mut self, now: Timestamp) -> Result<Vec<JournalEntry>, StoreError> {
+        self.now = self.now.max(now);
+        self.handle_approvals(now).await?;
+        self.correlate(now);
+        for change in self.correlator.tick(now) {
+            match change {
+                IncidentChange::Ready { id } => self.diagnose(&id, now).await,
+                IncidentChange::Quiet { id } => self.quiet(&id, now),
+                IncidentChange::Opened { .. } | IncidentChange::Grouped { .. } => {}
+            }
+        }
+        self.verify(now).await;
+        self.flush()
+    }
+
+    fn correlate(&mut self, now: Timestamp) {
+        let graph = read_live(&self.live).graph.clone();
+        // Earliest onset first, so that an incident's identity comes from the
+        // signal that began it.
+        let mut fps: Vec<(Timestamp, String)> = self.active.iter().map(|(fp, a)| (a.anomaly.onset, fp.clone())).collect();
+        fps.sort();
+        for (_, fp) in fps {
+            let Some(act) = self.active.get(&fp) else { continue };
+            let signal = Signal { service: act.anomaly.service.clone(), fingerprint: fp.clone(), onset: act.anomaly.onset };
+            match &act.incident {
+                Some(id) if self.incidents.contains_key(id) => {
+                    self.correlator.ingest(signal, &graph, now);
+                }
+                Some(_) => {}
+                None => {
+                    for ch in self.correlator.ingest(signal, &graph, now) {
+                        let (IncidentChange::Opened { id, .. } | IncidentChange::Grouped { id, .. }) = ch else { continue };
+                        let anomaly = self.active.get(&fp).map(|a| a.anomaly.clone());
+                        let Some(anomaly) = anomaly else { continue };
+                        if let Some(a) = self.active.get_mut(&fp) {
+                            a.incident = Some(id.clone());
+                        }
+                        if !self.incidents.contains_key(&id) {
+                            let inc = Incident {
+                                id: id.clone(),
+                                title: format!("{} anomaly on {}", anomaly.metric, anomaly.service),
+                                status: IncidentStatus::Open,
+                                opened_at: now,
+                                updated_at: now,
+                                resolved_at: None,
+                                services: vec![anomaly.service.clone()],
+                                signals: vec![fp.clone()],
+                                ranking: vec![],
+                            };
+                            self.journal(now, Some(&id), JournalEvent::IncidentOpened {
+                                title: inc.title.clone(),
+                                services: inc.services.clone(),
+                                signals: inc.signals.clone(),
+                            });
+                            self.incidents.insert(id.clone(), inc);
+                        } else if let Some(inc) = self.incidents.get_mut(&id) {
+                            if !inc.services.contains(&anomaly.service) {
+                                inc.services.push(anomaly.service.clone());
+                                inc.services.sort();
+                            }
+                            if !inc.signals.contains(&fp) {
+                                inc.signals.push(fp.clone());
+                                inc.signals.sort();
+                            }
+                            inc.updated_at = now;
+                            self.journal(now, Some(&id), JournalEvent::SignalGrouped { signal: fp.clone() });
+                        }
+                        self.dirty.insert(id.clone());
+                        self.journal(now, Some(&id), JournalEvent::MetricAnomaly { anomaly });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The incident's series for the ranker, from the detectors' windows.
+    fn rank(&self, onset: Timestamp) -> Vec<Candidate> {
+        let owned: Vec<(String, String, Vec<f64>, Vec<f64>)> = self
+            .detectors
+            .iter()
+            .map(|((s, m), d)| {
+                let (t, v): (Vec<f64>, Vec<f64>) = d.values().map(|(t, v)| (t as f64 / 1000.0, v)).unzip();
+                (s.to_string(), m.to_string(), t, v)
+            })
+            .collect();
+        let edges: Vec<(String, String)> = read_live(&self.live)
+            .graph
+            .edges()
+            .map(|(a, b, _)| (a.to_string(), b.to_string()))
+            .collect();
+        let case = warden_rca::Case {
+            series: owned
+                .iter()
+                .map(|(s, m, t, v)| warden_rca::Series { service: s, metric: m, times: t, values: v })
+                .collect(),
+            onset_s: onset.secs_f64(),
+            normal: vec![],
+            edges,
+        };
+        warden_rca::rank(&case, &warden_rca::RankParams::default())
+    }
+
+    fn service_state(&self, svc: &ServiceName) -> ServiceState {
+        let metrics = Metric::ALL
+            .iter()
+            .filter_map(|m| {
+                let d = self.detectors.get(&(svc.clone(), *m))?;
+                let (_, value) = d.values().last()?;
+                let last = d.last()?;
+                Some(MetricState { metric: *m, value, baseline: last.baseline })
+            })
+            .collect();
+        ServiceState { service: svc.clone(), metrics }
+    }
+
+    fn known_services(&self) -> Vec<ServiceName> {
+        read_live(&self.live).services.keys().cloned().collect()
+    }
+
+    async fn diagnose(&mut self, id: &IncidentId, now: Timestamp) {
+        let Some(inc) = self.incidents.get(id).cloned() else { return };
+        let anomalies: Vec<Anomaly> =
+            self.active.values().filter(|a| a.incident.as_ref() == Some(id)).map(|a| a.anomaly.clone()).collect();
+        let onset = anomalies.iter().map(|a| a.onset).min().unwrap_or(inc.opened_at);
+        let ranking = self.rank(onset);
+        let top: Vec<Candidate> = ranking.iter().take(10).cloned().collect();
+        self.journal(now, Some(id), JournalEvent::RootCauseRanked { candidates: top.iter().take(5).cloned().collect() });
+        if let Some(c) = top.first().filter(|c| c.score > 0.0) {
+            self.journal(now, Some(id), JournalEvent::ServiceFault {
+                service: c.service.clone(),
+                metric: c.metric.clone(),
+                score: c.score,
+                evidence: c.evidence.clone(),
+            });
+        }
+        let mut services: BTreeSet<ServiceName> = inc.services.iter().cloned().collect();
+        let top_service = top.first().and_then(|c| ServiceName::parse(&c.service).ok());
+        services.extend(top_service.clone());
+        let mut context = IncidentContext {
+            incident: id.clone(),
+            anomalies,
+            ranking: top.clone(),
+            changes: self.changes.iter().filter(|c| services.contains(&c.service)).cloned().collect(),
+            services: services.iter().map(|s| self.service_state(s)).collect(),
+            known_services: self.known_services(),
+            onset,
+        };
+        context.changes.retain(|c| c.ts.millis() >= onset.millis() - 3_600_000);
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.ranking = top.clone();
+            inc.updated_at = now;
+            if let Some(c) = top.first().filter(|c| c.score > 0.0) {
+                let others = inc.services.iter().filter(|s| s.as_str() != c.service).count();
+                inc.title = if others > 0 {
+                    format!("{} on {} (symptoms on {others} more)", c.metric, c.service)
+                } else {
+                    format!("{} on {}", c.metric, c.service)
+                };
+            }
+            inc.status = IncidentStatus::Diagnosed;
+        }
+        self.dirty.insert(id.clone());
+        let analyst = self.analyst.clone();
+        let name = analyst.name();
+        let req = Request::AnomalyAnalysis(context.clone());
+        match analyst.analyze(&req).await {
+            Ok(a) => self.journal(now, Some(id), JournalEvent::Analysis { analyst: name.clone(), kind: req.kind().into(), body: a.body() }),
+            Err(e) => self.journal(now, Some(id), JournalEvent::IncidentEscalated { reason: format!("analysis failed: {e}") }),
+        }
+        let req = Request::RecoveryPlan(context.clone());
+        let plan = match analyst.analyze(&req).await {
+            Ok(Answer::RecoveryPlan(p)) => p,
+            Ok(other) => {
+                let reason = format!("analyst answered {} to a recovery_plan request", other.body());
+                self.escalate(id, now, reason);
+                return;
+            }
+            Err(e) => {
+                self.escalate(id, now, format!("no recovery plan: {e}"));
+                return;
+            }
+        };
+        self.journal(now, Some(id), JournalEvent::Analysis {
+            analyst: name.clone(),
+            kind: req.kind().into(),
+            body: serde_json::to_value(&plan).unwrap_or_default(),
+        });
+        self.journal(now, Some(id), JournalEvent::PlanProposed { analyst: name, steps: plan.steps.clone() });
+        let known = context.known_services;
+        let mut actions = Vec::new();
+        for step in &plan.steps {
+            match step.parse() {
+                Ok(a) if a.target().is_some_and(|t| !known.contains(t)) => {
+                    let reason = format!("target {:?} is not a known service", step.target);
+                    self.journal(now, Some(id), JournalEvent::PlanStepRejected { step: step.clone(), reason });
+                }
+                Ok(a) => actions.push(a),
+                Err(e) => {
+                    self.journal(now, Some(id), JournalEvent::PlanStepRejected { step: step.clone(), reason: e.to_string() });
+                }
+            }
+        }
+        for a in actions {
+            self.gate_and_run(id, a, false, now).await;
+        }
+    }
+
+    fn escalate(&mut self, id: &IncidentId, now: Timestamp, reason: String) {
+        self.journal(now, Some(id), JournalEvent::IncidentEscalated { reason });
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.status = IncidentStatus::Escalated;
+            inc.updated_at = now;
+        }
+        self.dirty.insert(id.clone());
+    }
+
+    fn set_status(&mut self, id: &IncidentId, status: IncidentStatus, now: Timestamp) {
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.status = status;
+            inc.updated_at = now;
+            if status == IncidentStatus::Resolved {
+                inc.resolved_at = Some(now);
+            }
+        }
+        self.dirty.insert(id.clone());
+    }
+
+    fn current_replicas(&self, svc: &ServiceName) -> Option<u32> {
+        let d = self.detectors.get(&(svc.clone(), Metric::Replicas))?;
+        let (_, v) = d.values().last()?;
+        Some(v.round().max(0.0) as u32)
+    }
+
+    async fn gate_and_run(&mut self, id: &IncidentId, action: Action, approved: bool, now: Timestamp) {
+        let known = self.known_services();
+        let replicas = action.target().and_then(|t| self.current_replicas(t));
+        let verdict = self.gates.evaluate(&action, &GateContext {
+            now,
+            incident: Some(id),
+            history: &self.history,
+            current_replicas: replicas,
+            known_services: &known,
+            approved,
+        });
+        for (gate, decision) in &verdict.decisions {
+            self.journal(now, Some(id), JournalEvent::GateDecision {
+                action: action.clone(),
+                gate: gate.to_string(),
+                decision: decision.clone(),
+            });
+        }
+        match verdict.outcome {
+            Outcome::Execute => self.execute(id, action, now).await,
+            Outcome::Record { mode } => {
+                self.journal(now, Some(id), JournalEvent::ActionDryRun { action, mode: mode.as_str().into() });
+                self.set_status(id, IncidentStatus::Diagnosed, now);
+            }
+            Outcome::NeedsApproval => {
+                let approval = Approval {
+                    incident: id.clone(),
+                    action: action.clone(),
+                    state: ApprovalState::Pending,
+                    by: None,
+                    requested_at: now,
+                    decided_at: None,
+                };
+                match self.store.request_approval(&approval) {
+                    Ok(()) => {
+                        self.journal(now, Some(id), JournalEvent::ApprovalRequested { action });
+                        self.set_status(id, IncidentStatus::AwaitingApproval, now);
+                    }
+                    Err(e) => self.escalate(id, now, format!("could not record the approval request: {e}")),
+                }
+            }
+            Outcome::Denied { .. } => self.set_status(id, IncidentStatus::Diagnosed, now),
+        }
+    }
+
+    async fn execute(&mut self, id: &IncidentId, action: Action, now: Timestamp) {
+        let executor = self.executor.clone();
+        match executor.execute(&action, now).await {
+            Ok(receipt) => {
+                self.history.push(ActionRecord { ts: now, incident: Some(id.clone()), action: action.clone() });
+                self.journal(now, Some(id), JournalEvent::ActionExecuted { receipt: receipt.clone() });
+                let Some(target) = action.target().cloned() else {
+                    self.set_status(id, IncidentStatus::Diagnosed, now);
+                    return;
+                };
+                let root_metric = self
+                    .incidents
+                    .get(id)
+                    .and_then(|i| i.root_cause())
+                    .and_then(|c| Metric::parse(&c.metric))
+                    .unwrap_or(Metric::ErrorRate);
+                let mut watch: Vec<(ServiceName, Metric)> =
+                    vec![(target.clone(), root_metric), (target.clone(), Metric::RequestLatencyP95), (target.clone(), Metric::ErrorRate)];
+                for a in self.active.values().filter(|a| a.incident.as_ref() == Some(id)) {
+                    watch.push((a.anomaly.service.clone(), a.anomaly.metric));
+                }
+                let mut seen = BTreeSet::new();
+                watch.retain(|w| seen.insert(w.clone()));
+                let watch: Vec<(ServiceName, Metric, f64)> = watch
+                    .into_iter()
+                    .map(|(s, m)| {
+                        let z = self.detectors.get(&(s.clone(), m)).and_then(|d| d.last()).map_or(0.0, |l| l.z);
+                        (s, m, z)
+                    })
+                    .collect();
+                let window = self.cfg.services.recovery.verify_window.millis();
+                let v = Verification::start(id.clone(), receipt, now, window, (target, root_metric), watch);
+                self.journal(now, Some(id), JournalEvent::VerificationStarted { action, deadline: v.deadline });
+                self.verifications.push(v);
+                self.set_status(id, IncidentStatus::Verifying, now);
+            }
+            Err(e) => {
+                self.journal(now, Some(id), JournalEvent::ActionFailed { action, error: e.to_string() });
+                self.escalate(id, now, format!("the action failed: {e}"));
+            }
+        }
+    }
+
+    async fn verify(&mut self, now: Timestamp) {
+        let mut still = Vec::new();
+        for mut v in std::mem::take(&mut self.verifications) {
+            let detectors = &self.detectors;
+            let outcome = v.check(now, |s, m| {
+                detectors.get(&(s.clone(), m)).and_then(|d| d.last()).map(|l| SignalHealth { z: l.z, exceeds: l.exceeds })
+            });
+            let id = v.incident.clone();
+            match outcome {
+                VerifyOutcome::Pending => still.push(v),
+                VerifyOutcome::Recovered(detail) => {
+                    self.journal(now, Some(&id), JournalEvent::VerificationResult { recovered: true, detail });
+                    self.journal(now, Some(&id), JournalEvent::IncidentResolved {
+                        reason: format!("{} verified", v.action()),
+                    });
+                    self.set_status(&id, IncidentStatus::Resolved, now);
+                    self.correlator.close(&id);
+                }
+                VerifyOutcome::NotRecovered(detail) | VerifyOutcome::Worse(detail) => {
+                    self.journal(now, Some(&id), JournalEvent::VerificationResult { recovered: false, detail: detail.clone() });
+                    if let Some(undo) = v.receipt.undo.clone() {
+                        let executor = self.executor.clone();
+                        match executor.execute(&undo, now).await {
+                            Ok(r) => {
+                                self.history.push(ActionRecord { ts: now, incident: Some(id.clone()), action: undo.clone() });
+                                self.journal(now, Some(&id), JournalEvent::ActionUndone {
+                                    action: v.action().clone(),
+                                    undo: r.action,
+                                    reason: detail.clone(),
+                                });
+                            }
+                            Err(e) => self.journal(now, Some(&id), JournalEvent::ActionFailed { action: undo, error: e.to_string() }),
+                        }
+                    }
+                    self.escalate(&id, now, format!("{} did not help: {detail}", v.action()));
+                }
+            }
+        }
+        self.verifications = still;
+    }
+
+    fn quiet(&mut self, id: &IncidentId, now: Timestamp) {
+        let verifying = self.verifications.iter().any(|v| &v.incident == id);
+        let Some(inc) = self.incidents.get(id) else { return };
+        if verifying || inc.status.is_closed() {
+            return;
+        }
+        let reason = format!("no active signal for {}", self.cfg.correlation.resolve_timeout);
+        self.journal(now, Some(id), JournalEvent::IncidentResolved { reason });
+        self.set_status(id, IncidentStatus::Resolved, now);
+    }
+
+    async fn handle_approvals(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        for state in [ApprovalState::Approved, ApprovalState::Rejected] {
+            for a in self.store.approvals(state)? {
+                self.store.consume_approval(&a.incident)?;
+                let approved = state == ApprovalState::Approved;
+                let by = a.by.clone().unwrap_or_default();
+                self.journal(now, Some(&a.incident), JournalEvent::ApprovalDecided { approved, by });
+                let waiting = self.incidents.get(&a.incident).is_some_and(|i| i.status == IncidentStatus::AwaitingApproval);
+                if !waiting {
+                    continue;
+                }
+                if approved {
+                    self.gate_and_run(&a.incident, a.action, true, now).await;
+                } else {
+                    self.set_status(&a.incident, IncidentStatus::Diagnosed, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pending journal records and changed incidents; refreshes the
+    /// live picture. Returns the records written.
+    fn flush(&mut self) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut entries = std::mem::take(&mut self.pending);
+        self.store.append(&mut entries)?;
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(inc) = self.incidents.get(&id) {
+                self.store.upsert_incident(inc)?;
+                if inc.status.is_closed() {
+                    self.incidents.remove(&id);
+                }
+            }
+        }
+        let mut live = write_live(&self.live);
+        live.anomalies = self.active.values().map(|a| a.anomaly.clone()).collect();
+        Ok(entries)
+    }
+
+    /// Rank of `service` (1-based) in an incident's ranking.
+    pub fn rank_of(incident: &Incident, service: &str) -> Option<usize> {
+        incident.ranking.iter().position(|c| c.service == service).map(|i| i + 1)
+    }
+}

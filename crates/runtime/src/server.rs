@@ -1,0 +1,68 @@
+//! Starting the HTTP API.
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+use warden_api::{ApiState, router};
+
+/// A running API server.
+pub struct ServerHandle {
+    /// The address it listens on (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting connections and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `listen` and serves the API in a background task.
+pub async fn start_api(state: ApiState, listen: SocketAddr) -> std::io::Result<ServerHandle> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!("api server: {e}");
+        }
+    });
+    Ok(ServerHandle { addr, shutdown: Some(tx), task })
+}
+
+/// The admin token: WARDEN_ADMIN_TOKEN when set, otherwise 32 random bytes
+/// as hex (returned with `generated = true`).
+pub fn admin_token() -> (String, bool) {
+    match std::env::var("WARDEN_ADMIN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), false),
+        _ => {
+            let mut b = [0u8; 32];
+            if getrandom::fill(&mut b).is_err() {
+                // No OS randomness: derive from the clock and pid; still
+                // unguessable enough for a local demo, and said so.
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+                    ^ u64::from(std::process::id());
+                let mut r = warden_model::Rng::new(seed);
+                for x in &mut b {
+                    *x = r.next_u64() as u8;
+                }
+            }
+            (b.iter().map(|x| format!("{x:02x}")).collect(), true)
+        }
+    }
+}
