@@ -1,1 +1,398 @@
-fn main() {}
+//! The `warden` command line. Thin: parses arguments, calls the library
+//! crates, maps errors to exit codes (0 ok, 1 runtime failure, 2 bad input).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use warden_config::{Config, Mode};
+use warden_model::{IncidentId, JournalEvent, Timestamp};
+use warden_runtime::{DemoOptions, ServeOptions, admin_token, run_demo, run_serve};
+use warden_sim::Scenario;
+use warden_store::{DecideError, JournalQuery, SqliteStore, Store};
+
+/// AI-assisted governance and operations for microservices.
+#[derive(Parser)]
+#[command(name = "warden", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the simulated mesh, fault injection, the loop and the API in one process.
+    Demo(DemoArgs),
+    /// Run the loop and the API from a config file.
+    Serve {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides store.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Overrides api.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Incidents in the store.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
+    /// Approve the action an incident is waiting for.
+    Approve(DecideArgs),
+    /// Reject the action an incident is waiting for.
+    Reject(DecideArgs),
+    /// Check, print the schema of, or print an example of warden.yaml.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Inject this fault: cpu-hog, memory-leak, latency-injection, error-burst, crash-loop, dependency-outage.
+    /// Without it the demo rotates through all six, one every 15 simulated minutes.
+    #[arg(long, value_parser = parse_scenario)]
+    scenario: Option<Scenario>,
+    /// Stop after this much simulated time (e.g. 600s, 10m) and print a summary.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<i64>,
+    /// Simulated seconds per wall second; 0 runs as fast as possible.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    speed: f64,
+    /// observe | dry-run | approve | auto.
+    #[arg(long, default_value = "dry-run", value_parser = parse_mode)]
+    mode: Mode,
+    /// Seed of the simulation and of the fault's target.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Address of the API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded store lives.
+    #[arg(long, default_value = "./warden-data")]
+    data_dir: PathBuf,
+    /// Print the summary as one JSON object on stdout (the timeline goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Base configuration (the demo sets the mode and allows every action on its services).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Simulated start time (RFC 3339); default now. Pin it for repeatable runs.
+    #[arg(long, value_parser = parse_time)]
+    start: Option<Timestamp>,
+    /// Simulated history before the start that trains the baselines.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    warmup: i64,
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Incidents, newest first.
+    List {
+        #[arg(long, default_value = "./warden-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One incident and its whole journal.
+    Show {
+        id: String,
+        #[arg(long, default_value = "./warden-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct DecideArgs {
+    /// The incident id (INC-xxxxxxxx).
+    id: String,
+    #[arg(long, default_value = "./warden-data")]
+    data_dir: PathBuf,
+    /// Who decides (recorded in the journal).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a file; exit 2 with the key and value on the first problem.
+    Check { file: PathBuf },
+    /// Print the JSON schema of warden.yaml.
+    Schema,
+    /// Print a complete commented example.
+    Example,
+}
+
+fn parse_duration(s: &str) -> Result<i64, String> {
+    match warden_model::time::parse_duration_ms(s) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        Ok(_) => Err(format!("duration {s:?} must be positive")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    Scenario::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("unknown mode {s:?}: expected observe, dry-run, approve or auto"))
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("speed {s:?}: expected a number from 0 (unpaced) to 1000000")),
+    }
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).map_err(|e| e.to_string())
+}
+
+/// A failure with its exit code.
+enum Failure {
+    /// Bad input: exit 2.
+    Input(String),
+    /// Runtime failure: exit 1.
+    Runtime(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::Input(e.to_string()))
+}
+
+fn open_store(dir: &Path) -> Result<SqliteStore, Failure> {
+    if !dir.join("warden.db").exists() {
+        return Err(Failure::Input(format!("no warden store in {} (run warden demo or serve first, or pass --data-dir)", dir.display())));
+    }
+    Ok(SqliteStore::open_dir(dir)?)
+}
+
+fn parse_incident_id(id: &str) -> Result<IncidentId, Failure> {
+    IncidentId::parse(id).ok_or_else(|| Failure::Input(format!("invalid incident id {id:?}: expected INC- and 8 hex digits")))
+}
+
+fn wall_minute() -> Timestamp {
+    let now = warden_runtime::wall_now();
+    Timestamp(now.millis() / 60_000 * 60_000)
+}
+
+async fn demo(a: DemoArgs) -> Result<(), Failure> {
+    let config = match &a.config {
+        Some(p) => load_config(p)?,
+        None => Config::default(),
+    };
+    let (token, generated) = admin_token();
+    let mut opts = DemoOptions::new(a.data_dir.clone(), a.start.unwrap_or_else(wall_minute));
+    opts.scenario = a.scenario;
+    opts.duration_ms = a.duration;
+    opts.speed = a.speed;
+    opts.mode = a.mode;
+    opts.seed = a.seed;
+    opts.warmup_ms = a.warmup;
+    opts.listen = Some(a.listen);
+    opts.config = config;
+    opts.admin_token = Some(token.clone());
+    let json = a.json;
+    let mut out = move |line: &str| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    if generated {
+        out(&format!("admin token (set WARDEN_ADMIN_TOKEN to choose your own): {token}"));
+    } else {
+        out("admin token: from WARDEN_ADMIN_TOKEN");
+    }
+    let summary = run_demo(opts, &mut out).await?;
+    if let Some(s) = summary {
+        if json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!();
+            println!("scenario {} on {} ({} mode)", s.scenario, s.target, s.mode);
+            println!("  detected:        {} ({})", s.detected, s.time_to_detect_s.map_or("-".into(), |t| format!("{t:.0}s after the fault")));
+            println!(
+                "  root cause:      {} (true cause ranked {})",
+                s.root_cause.as_deref().unwrap_or("-"),
+                s.root_cause_rank.map_or("-".into(), |r| format!("#{r}"))
+            );
+            for act in &s.actions {
+                println!("  action:          {} {} {} [{}]", act.action, act.target, serde_json::Value::Object(act.params.clone()), act.status);
+            }
+            println!("  recovered:       {} ({})", s.recovered, s.time_to_recover_s.map_or("-".into(), |t| format!("{t:.0}s after the fault")));
+            if let Some(i) = &s.incident {
+                println!("  the whole story: warden incident show {i} --data-dir {}", a.data_dir.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: PathBuf, data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failure> {
+    let cfg = load_config(&config)?;
+    let listen = match listen {
+        Some(l) => l,
+        None => cfg.api.listen.parse().map_err(|_| Failure::Input(format!("api.listen {:?} is not host:port", cfg.api.listen)))?,
+    };
+    let (token, _) = admin_token();
+    let env_token = std::env::var("WARDEN_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    if env_token.is_none() && cfg.api.tokens.is_empty() && !cfg.api.anonymous {
+        eprintln!("no api.tokens configured and WARDEN_ADMIN_TOKEN unset; generated admin token: {token}");
+    }
+    let opts = ServeOptions { data_dir: data_dir.unwrap_or_else(|| cfg.store.data_dir.clone()), config: cfg, admin_token: Some(token), listen };
+    let mut out = |line: &str| println!("{line}");
+    run_serve(opts, &mut out).await?;
+    Ok(())
+}
+
+fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
+    match cmd {
+        IncidentCommand::List { data_dir, limit, json } => {
+            let store = open_store(&data_dir)?;
+            let list = store.incidents(limit.clamp(1, 10_000))?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+                return Ok(());
+            }
+            println!("{:<13} {:<18} {:<21} {:<24} TITLE", "ID", "STATUS", "OPENED", "ROOT CAUSE");
+            for i in list {
+                let rc = i.root_cause().map(|c| c.service.clone()).unwrap_or_else(|| "-".into());
+                println!("{:<13} {:<18} {:<21} {:<24} {}", i.id, i.status.as_str(), i.opened_at.to_string(), rc, i.title);
+            }
+            Ok(())
+        }
+        IncidentCommand::Show { id, data_dir, json } => {
+            let id = parse_incident_id(&id)?;
+            let store = open_store(&data_dir)?;
+            let inc = store.incident(&id)?.ok_or_else(|| Failure::Input(format!("no incident {id} in {}", data_dir.display())))?;
+            let journal = store.journal(&JournalQuery { incident: Some(id), limit: 100_000, ..Default::default() })?;
+            if json {
+                println!("{}", serde_json::json!({ "incident": inc, "journal": journal }));
+                return Ok(());
+            }
+            println!("{} — {}", inc.id, inc.title);
+            println!("status {}, opened {}{}", inc.status.as_str(), inc.opened_at, inc.resolved_at.map(|r| format!(", resolved {r}")).unwrap_or_default());
+            println!("services: {}", inc.services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+            println!("\nroot-cause ranking:");
+            for (k, c) in inc.ranking.iter().enumerate().take(5) {
+                println!("  #{} {} ({}, score {:.2})", k + 1, c.service, c.metric, c.score);
+                for e in &c.evidence {
+                    println!("       {e}");
+                }
+            }
+            println!("\njournal:");
+            for e in &journal {
+                println!("  {} #{:<6} {}", e.ts, e.seq, e.event.summary());
+                match &e.event {
+                    JournalEvent::Analysis { body, .. } => {
+                        for r in body.get("recommendations").and_then(|r| r.as_array()).into_iter().flatten() {
+                            println!("           recommendation: {}", r.as_str().unwrap_or_default());
+                        }
+                        if let Some(r) = body.get("rationale").and_then(|r| r.as_str()) {
+                            println!("           rationale: {r}");
+                        }
+                    }
+                    JournalEvent::ActionExecuted { receipt } => {
+                        if let Some(u) = &receipt.undo {
+                            println!("           undo with: {u}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn decide(a: DecideArgs, approve: bool) -> Result<(), Failure> {
+    let id = parse_incident_id(&a.id)?;
+    let store = open_store(&a.data_dir)?;
+    if store.incident(&id)?.is_none() {
+        return Err(Failure::Input(format!("no incident {id} in {}", a.data_dir.display())));
+    }
+    let by = a.by.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    match store.decide_approval(&id, approve, &by, warden_runtime::wall_now()) {
+        Ok(ap) => {
+            println!("{} {} for {id}: {}", if approve { "approved" } else { "rejected" }, ap.action, by);
+            Ok(())
+        }
+        Err(DecideError::NotPending(_)) => Err(Failure::Input(format!("incident {id} has no action awaiting approval"))),
+        Err(DecideError::Store(e)) => Err(Failure::Runtime(e.to_string())),
+    }
+}
+
+fn config(cmd: ConfigCommand) -> Result<(), Failure> {
+    match cmd {
+        ConfigCommand::Check { file } => {
+            let c = load_config(&file)?;
+            println!(
+                "{}: ok (mode {}, {} allow rules, {} tokens, {} static services)",
+                file.display(),
+                c.services.recovery.mode.as_str(),
+                c.services.recovery.allow.len(),
+                c.api.tokens.len(),
+                c.static_services.len()
+            );
+            Ok(())
+        }
+        ConfigCommand::Schema => {
+            println!("{}", serde_json::to_string_pretty(&Config::json_schema())?);
+            Ok(())
+        }
+        ConfigCommand::Example => {
+            print!("{}", warden_config::EXAMPLE_YAML);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Incident { command } => incident(command),
+        Command::Approve(a) => decide(a, true),
+        Command::Reject(a) => decide(a, false),
+        Command::Config { command } => config(command),
+        Command::Demo(a) => runtime().and_then(|rt| rt.block_on(demo(a))),
+        Command::Serve { config, data_dir, listen } => runtime().and_then(|rt| rt.block_on(serve(config, data_dir, listen))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(m)) => {
+            eprintln!("warden: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(m)) => {
+            eprintln!("warden: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

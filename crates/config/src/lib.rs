@@ -49,6 +49,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Services declared in config (a discovery source).
     pub static_services: Vec<StaticService>,
+    /// The simulated mesh as a source (for trying `serve` without a cluster).
+    pub simulator: SimulatorConfig,
 }
 
 impl Default for Config {
@@ -64,8 +66,19 @@ impl Default for Config {
             api: ApiConfig::default(),
             store: StoreConfig::default(),
             static_services: Vec::new(),
+            simulator: SimulatorConfig::default(),
         }
     }
+}
+
+/// The simulated mesh as a source.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Run the simulated 8-service mesh inside warden and watch it.
+    pub enabled: bool,
+    /// Seed of the simulation.
+    pub seed: u64,
 }
 
 /// The seed's `services` section: one block per governance service.

@@ -115,7 +115,9 @@ impl RobustDetector {
             *v = (*v - med).abs();
         }
         let mad = median(&mut self.scratch);
-        let floor = (1e-9_f64).max(1e-6 * med.abs());
+        // A floor of 0.5% of the level keeps flat series (replicas, a
+        // constant config) from giving absurd z-scores.
+        let floor = (1e-9_f64).max(0.005 * med.abs());
         Some((med, (1.4826 * mad).max(floor)))
     }
 

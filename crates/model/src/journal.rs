@@ -114,11 +114,16 @@ impl JournalEvent {
             JournalEvent::RootCauseRanked { candidates } => {
                 let top: Vec<String> = candidates
                     .iter()
+                    .filter(|c| c.score > 0.0)
                     .take(3)
                     .enumerate()
                     .map(|(i, c)| format!("#{} {} ({}, {:.2})", i + 1, c.service, c.metric, c.score))
                     .collect();
-                format!("root causes ranked: {}", top.join(", "))
+                if top.is_empty() {
+                    "root causes ranked: no service shows a significant change".to_string()
+                } else {
+                    format!("root causes ranked: {}", top.join(", "))
+                }
             }
             JournalEvent::ServiceFault { service, metric, evidence, .. } => format!(
                 "service fault: {service} ({metric}){}",

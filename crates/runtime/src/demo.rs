@@ -4,20 +4,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use warden_analyst::Builtin;
 use warden_api::{ApiState, Live, TokenTable, write_live};
 use warden_config::{AllowRule, Config, Mode};
-use warden_model::{ActionKind, Incident, JournalEntry, JournalEvent, Service, Timestamp};
-use warden_sim::{Mesh, MeshSnapshot, Scenario, topology};
+use warden_model::{ActionKind, Incident, JournalEntry, JournalEvent, Timestamp};
+use warden_sim::{MeshSnapshot, Scenario};
 use warden_store::{JournalQuery, SqliteStore, Store, StoreError};
 
-use crate::{Engine, EngineParts, SimExecutor, start_api};
-
-/// Seconds between metric scrapes of the mesh.
-const SCRAPE_S: i64 = 15;
+use crate::{Engine, EngineParts, SimExecutor, SimSource, start_api};
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -120,7 +117,7 @@ pub fn timeline_line(e: &JournalEntry, start: Timestamp) -> String {
 
 /// Prints records, folding runs of gate decisions for the same action into
 /// one line.
-fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn FnMut(&str)) {
+pub fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn FnMut(&str)) {
     let mut i = 0;
     while i < entries.len() {
         if let JournalEvent::GateDecision { action, .. } = &entries[i].event {
@@ -143,6 +140,35 @@ fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn FnMut
             i = j;
             continue;
         }
+        if matches!(entries[i].event, JournalEvent::MetricAnomaly { .. } | JournalEvent::SignalGrouped { .. }) {
+            // Fold a burst of anomalies for one incident into a few lines.
+            let inc = entries[i].incident.clone();
+            let mut anomalies = Vec::new();
+            let mut j = i;
+            while let Some(e) = entries.get(j).filter(|e| e.incident == inc) {
+                match &e.event {
+                    JournalEvent::MetricAnomaly { anomaly } => anomalies.push(anomaly),
+                    JournalEvent::SignalGrouped { .. } => {}
+                    _ => break,
+                }
+                j += 1;
+            }
+            anomalies.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()).then(a.service.cmp(&b.service)));
+            let prefix = format!("[{:+6.0}s] {}", entries[i].ts.secs_since(start), inc.map(|x| format!("{x} ")).unwrap_or_default());
+            for a in anomalies.iter().take(3) {
+                out(&format!("{prefix}anomaly: {}", a.reason));
+            }
+            if anomalies.len() > 3 {
+                let services: std::collections::BTreeSet<_> = anomalies[3..].iter().map(|a| a.service.as_str()).collect();
+                out(&format!(
+                    "{prefix}…and {} more anomalies on {}",
+                    anomalies.len() - 3,
+                    services.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            i = j;
+            continue;
+        }
         out(&timeline_line(&entries[i], start));
         i += 1;
     }
@@ -162,14 +188,14 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&opts.data_dir)?);
     let live = Arc::new(RwLock::new(Live::default()));
     let t0 = opts.start.plus_ms(-opts.warmup_ms);
-    let mesh = Arc::new(Mutex::new(Mesh::new(opts.seed, t0)));
+    let sim = SimSource::new(opts.seed, t0);
     let clock = Arc::new(AtomicI64::new(t0.millis()));
     let mut engine = Engine::new(EngineParts {
         config: config.clone(),
         store: store.clone(),
         live: live.clone(),
         analyst: Arc::new(Builtin),
-        executor: Arc::new(SimExecutor::new(mesh.clone())),
+        executor: Arc::new(SimExecutor::new(sim.mesh.clone())),
     })?;
     let server = match opts.listen {
         Some(addr) => {
@@ -188,8 +214,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
         }
         None => None,
     };
-    for (name, description, endpoints, deps) in topology() {
-        let svc = Service { name, description, endpoints, dependencies: deps, source: "simulator".into(), registered_at: t0 };
+    for svc in SimSource::services(t0) {
         let written = engine.register(svc)?;
         print_entries(&written, opts.start, out);
     }
@@ -200,25 +225,11 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
     let interval = config.services.monitoring.interval.millis().max(1000);
     let mut next_tick = t0.plus_ms(interval);
     let mut t = t0;
-    let drive = |t: Timestamp, engine: &mut Engine| {
-        let mut m = mesh.lock().unwrap_or_else(|p| p.into_inner());
-        m.advance_to(t);
-        let spans = m.drain_spans();
-        let changes = m.drain_changes();
-        let _logs = m.drain_logs();
-        let samples = if t.millis().rem_euclid(SCRAPE_S * 1000) == 0 { m.scrape() } else { Vec::new() };
-        drop(m);
-        engine.ingest_changes(changes);
-        engine.ingest_spans(&spans);
-        if !samples.is_empty() {
-            engine.ingest_samples(&samples);
-        }
-    };
     // Warm-up: as fast as possible, records journaled but not printed.
     while t < opts.start {
         t = t.plus_secs(1);
         clock.store(t.millis(), Ordering::Relaxed);
-        drive(t, &mut engine);
+        sim.pump(t, &mut engine);
         if t >= next_tick {
             engine.tick(t).await?;
             next_tick = next_tick.plus_ms(interval);
@@ -244,9 +255,9 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
         clock.store(t.millis(), Ordering::Relaxed);
         if t >= fault_at {
             let scenario = opts.scenario.unwrap_or_else(|| Scenario::ALL[(rotation + opts.seed as usize) % 6]);
-            let free = mesh.lock().unwrap_or_else(|p| p.into_inner()).fault().is_none();
+            let free = sim.lock().fault().is_none();
             if free && (opts.scenario.is_none() || injected.is_none()) {
-                let mut m = mesh.lock().unwrap_or_else(|p| p.into_inner());
+                let mut m = sim.lock();
                 m.advance_to(t);
                 let target = scenario.pick_target(opts.seed.wrapping_add(rotation as u64), &m.service_names());
                 m.inject(scenario, &target).map_err(|e| DemoError::Sim(e.to_string()))?;
@@ -260,7 +271,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
             }
             fault_at = t.plus_ms(15 * 60 * 1000);
         }
-        drive(t, &mut engine);
+        sim.pump(t, &mut engine);
         if t >= next_tick {
             let written = engine.tick(t).await?;
             print_entries(&written, opts.start, out);
@@ -280,7 +291,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
     let Some((scenario, target, fault_ts)) = injected.filter(|_| opts.scenario.is_some()) else {
         return Ok(None);
     };
-    let m = mesh.lock().unwrap_or_else(|p| p.into_inner());
+    let m = sim.lock();
     let mut summary = summarize(store.as_ref(), scenario, &target, fault_ts, opts.mode)?;
     summary.fault_active_at_end = m.fault().is_some();
     summary.recovered &= !summary.fault_active_at_end;

@@ -15,10 +15,14 @@
 
 mod demo;
 mod engine;
+mod serve;
 mod server;
 mod sim_exec;
+mod sim_source;
 
-pub use demo::{DemoOptions, DemoSummary, SummaryAction, run_demo};
+pub use demo::{DemoError, DemoOptions, DemoSummary, SummaryAction, print_entries, run_demo};
 pub use engine::{Engine, EngineParts};
 pub use server::{ServerHandle, admin_token, start_api};
+pub use serve::{ServeOptions, run_serve, wall_now};
 pub use sim_exec::SimExecutor;
+pub use sim_source::SimSource;

@@ -1,0 +1,164 @@
+//! `warden serve`: the loop on the wall clock, from a config file.
+//!
+//! Sources in this release: services declared in config, the registration
+//! API, and optionally the simulated mesh (`simulator.enabled`). Executors:
+//! the simulated mesh when it is enabled; otherwise none, so executed
+//! actions fail with a clear reason (the Kubernetes executor comes with its
+//! own integration).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use warden_analyst::Builtin;
+use warden_api::{ApiState, Live, TokenTable, read_live, write_live};
+use warden_config::Config;
+use warden_model::{Action, Receipt, Service, Timestamp};
+use warden_remediate::{BoxFuture, ExecError, Executor};
+use warden_store::{SqliteStore, Store};
+
+use crate::{DemoError, Engine, EngineParts, SimExecutor, SimSource, print_entries, start_api};
+
+/// How to run `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: Config,
+    pub admin_token: Option<String>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// Wall-clock time.
+pub fn wall_now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+/// The executor when no target system is configured: refuses, saying why.
+struct NoExecutor;
+
+impl Executor for NoExecutor {
+    fn name(&self) -> &str {
+        "none"
+    }
+    fn execute<'a>(&'a self, action: &'a Action, _: Timestamp) -> BoxFuture<'a, Result<Receipt, ExecError>> {
+        Box::pin(async move {
+            Err(ExecError(format!(
+                "no executor is configured for {action}: enable the simulator or a cluster integration"
+            )))
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs until SIGINT or SIGTERM; `out` receives the timeline.
+pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -> Result<(), DemoError> {
+    let config = Arc::new(opts.config.clone());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&opts.data_dir)?);
+    let live = Arc::new(RwLock::new(Live::default()));
+    let now = wall_now();
+    let sim = config.simulator.enabled.then(|| SimSource::new(config.simulator.seed, now));
+    let executor: Arc<dyn Executor> = match &sim {
+        Some(s) => Arc::new(SimExecutor::new(s.mesh.clone())),
+        None => Arc::new(NoExecutor),
+    };
+    let mut engine = Engine::new(EngineParts {
+        config: config.clone(),
+        store: store.clone(),
+        live: live.clone(),
+        analyst: Arc::new(Builtin),
+        executor,
+    })?;
+    let mut declared: Vec<Service> = config
+        .static_services
+        .iter()
+        .map(|s| Service {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            endpoints: s.endpoints.clone(),
+            dependencies: s.dependencies.clone(),
+            source: "config".into(),
+            registered_at: now,
+        })
+        .collect();
+    if sim.is_some() {
+        declared.extend(SimSource::services(now));
+    }
+    for svc in declared {
+        let same = read_live(&live).services.get(&svc.name).is_some_and(|old| {
+            old.description == svc.description && old.endpoints == svc.endpoints && old.dependencies == svc.dependencies
+        });
+        if !same {
+            let written = engine.register(svc)?;
+            print_entries(&written, now, out);
+        }
+    }
+    let clock = Arc::new(AtomicI64::new(now.millis()));
+    let tokens = TokenTable::from_config(&config.api, opts.admin_token.as_deref());
+    let c = clock.clone();
+    let state = ApiState {
+        config: config.clone(),
+        store: store.clone(),
+        live: live.clone(),
+        tokens: Arc::new(tokens),
+        clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
+    };
+    let server = start_api(state, opts.listen).await?;
+    out(&format!("listening on http://{}/ (mode {})", server.addr, config.services.recovery.mode.as_str()));
+    {
+        let mut l = write_live(&live);
+        l.sources.insert("registration".into(), true);
+        l.sources.insert("config".into(), true);
+        if sim.is_some() {
+            l.sources.insert("simulator".into(), true);
+        }
+        l.ready = true;
+    }
+    let interval = config.services.monitoring.interval.millis().max(1000);
+    let mut next_tick = now.plus_ms(interval);
+    let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = second.tick() => {}
+            _ = &mut stop => break,
+        }
+        // Whole seconds, so that scrapes land on their boundaries.
+        let t = Timestamp(wall_now().millis() / 1000 * 1000);
+        clock.store(t.millis(), Ordering::Relaxed);
+        if let Some(s) = &sim {
+            s.pump(t, &mut engine);
+        }
+        if t >= next_tick {
+            let written = engine.tick(t).await?;
+            print_entries(&written, now, out);
+            next_tick = t.plus_ms(interval);
+        }
+    }
+    out("shutting down");
+    server.stop().await;
+    Ok(())
+}
