@@ -126,16 +126,31 @@ pub fn plan(c: &IncidentContext) -> Result<RecoveryPlan, AnalystError> {
     let metric = Metric::parse(&top.metric);
     let cpu = state.and_then(|s| s.get(Metric::CpuUsage));
     let replicas = state.and_then(|s| s.get(Metric::Replicas)).map(|m| m.baseline.max(m.value));
-    let cpu_hot = cpu.is_some_and(|m| m.value >= 0.8 && m.value > m.baseline * 1.5);
+    // Saturating: high in absolute terms and well above its usual level.
+    let cpu_hot = cpu.is_some_and(|m| m.value >= 0.6 && m.value - m.baseline >= 0.2);
     if metric == Some(Metric::CpuUsage) || (cpu_hot && metric.is_some_and(|m| m.is_slo())) {
         if let (Some(cpu), Some(replicas)) = (cpu, replicas) {
             let current = replicas.round().max(1.0);
             let target_util = cpu.baseline.clamp(0.2, 0.7);
-            let desired = (current * cpu.value / target_util).ceil().max(current + 1.0);
+            let wanted = (current * cpu.value / target_util).ceil().max(current + 1.0);
+            let cap = (current * c.limits.max_scale_factor).floor().min(f64::from(c.limits.max_replicas));
+            let desired = wanted.min(cap);
+            if desired <= current {
+                return Ok(RecoveryPlan {
+                    steps: vec![],
+                    rationale: format!(
+                        "{target} is CPU-saturated at {:.0}% but already at {current} replicas, the most the limits allow (max_replicas {}, max_scale_factor {}); a human must add capacity or find the CPU consumer.",
+                        cpu.value * 100.0,
+                        c.limits.max_replicas,
+                        c.limits.max_scale_factor
+                    ),
+                });
+            }
+            let capped = if desired < wanted { format!(" (the formula asks for {wanted}; capped by the configured limits)") } else { String::new() };
             return Ok(RecoveryPlan {
                 steps: vec![step("scale_up", serde_json::json!({"replicas": desired as u64}))],
                 rationale: format!(
-                    "Scale {target} from {current} to {desired} replicas: CPU is at {:.0}% against a baseline of {:.0}% (HPA formula ceil(replicas × current / target)).",
+                    "Scale {target} from {current} to {desired} replicas: CPU is at {:.0}% against a baseline of {:.0}% (HPA formula ceil(replicas × current / target)){capped}.",
                     cpu.value * 100.0,
                     cpu.baseline * 100.0
                 ),
@@ -175,6 +190,7 @@ mod tests {
             }],
             known_services: vec![n("pay"), n("db")],
             onset: Timestamp::from_secs(10_000),
+            limits: crate::PlanLimits::default(),
         }
     }
 
@@ -216,6 +232,16 @@ mod tests {
     fn cpu_saturation_scales_by_the_hpa_formula() {
         // ceil(2 × 0.98 / 0.33) = 6
         assert_eq!(action(&ctx("cpu_usage", vec![])), Action::ScaleUp { target: n("pay"), replicas: 6 });
+    }
+
+    #[test]
+    fn scaling_stays_inside_the_configured_limits() {
+        let mut c = ctx("cpu_usage", vec![]);
+        c.limits.max_scale_factor = 2.0;
+        assert_eq!(action(&c), Action::ScaleUp { target: n("pay"), replicas: 4 });
+        c.limits.max_replicas = 2;
+        let p = plan(&c).expect("plan");
+        assert!(p.steps.is_empty() && p.rationale.contains("max_replicas 2"), "{p:?}");
     }
 
     #[test]

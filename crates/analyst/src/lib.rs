@@ -59,6 +59,23 @@ pub struct IncidentContext {
     pub known_services: Vec<ServiceName>,
     /// When the first signal began (RFC 3339).
     pub onset: warden_model::Timestamp,
+    /// What the gates will allow, so that plans stay inside it.
+    pub limits: PlanLimits,
+}
+
+/// The configured bounds a plan must respect (the gates enforce them
+/// anyway; telling the analyst avoids proposals that are bound to be
+/// refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanLimits {
+    pub max_replicas: u32,
+    pub max_scale_factor: f64,
+}
+
+impl Default for PlanLimits {
+    fn default() -> Self {
+        Self { max_replicas: 20, max_scale_factor: 4.0 }
+    }
 }
 
 /// The seed's analyses that warden asks for.

@@ -502,6 +502,10 @@ impl Engine {
             services: services.iter().map(|s| self.service_state(s)).collect(),
             known_services: self.known_services(),
             onset,
+            limits: warden_analyst::PlanLimits {
+                max_replicas: self.cfg.services.recovery.max_replicas,
+                max_scale_factor: self.cfg.services.recovery.max_scale_factor,
+            },
         };
         context.changes.retain(|c| c.ts.millis() >= onset.millis() - 3_600_000);
         if let Some(inc) = self.incidents.get_mut(id) {
@@ -557,6 +561,9 @@ impl Engine {
                     self.journal(now, Some(id), JournalEvent::PlanStepRejected { step: step.clone(), reason: e.to_string() });
                 }
             }
+        }
+        if actions.is_empty() {
+            self.escalate(id, now, format!("no executable action: {}", plan.rationale));
         }
         for a in actions {
             self.gate_and_run(id, a, false, now).await;
