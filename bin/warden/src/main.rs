@@ -1,6 +1,7 @@
 //! The `warden` command line. Thin: parses arguments, calls the library
 //! crates, maps errors to exit codes (0 ok, 1 runtime failure, 2 bad input).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -211,10 +212,11 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
     opts.admin_token = Some(token.clone());
     let json = a.json;
     let mut out = move |line: &str| {
+        // A closed pipe must not kill the run: the store has the story.
         if json {
-            eprintln!("{line}");
+            let _ = writeln!(std::io::stderr(), "{line}");
         } else {
-            println!("{line}");
+            let _ = writeln!(std::io::stdout(), "{line}");
         }
     };
     if generated {
@@ -259,7 +261,9 @@ async fn serve(config: PathBuf, data_dir: Option<PathBuf>, listen: Option<Socket
         eprintln!("no api.tokens configured and WARDEN_ADMIN_TOKEN unset; generated admin token: {token}");
     }
     let opts = ServeOptions { data_dir: data_dir.unwrap_or_else(|| cfg.store.data_dir.clone()), config: cfg, admin_token: Some(token), listen };
-    let mut out = |line: &str| println!("{line}");
+    let mut out = |line: &str| {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
     run_serve(opts, &mut out).await?;
     Ok(())
 }

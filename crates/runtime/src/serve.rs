@@ -125,7 +125,6 @@ pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -
         clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
     };
     let server = start_api(state, opts.listen).await?;
-    out(&format!("listening on http://{}/ (mode {})", server.addr, config.services.recovery.mode.as_str()));
     {
         let mut l = write_live(&live);
         l.sources.insert("registration".into(), true);
@@ -135,6 +134,7 @@ pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -
         }
         l.ready = true;
     }
+    out(&format!("listening on http://{}/ (mode {})", server.addr, config.services.recovery.mode.as_str()));
     let interval = config.services.monitoring.interval.millis().max(1000);
     let mut next_tick = now.plus_ms(interval);
     let mut second = tokio::time::interval(std::time::Duration::from_secs(1));

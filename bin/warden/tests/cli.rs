@@ -1,0 +1,201 @@
+//! The `warden` binary as a user runs it: exit codes, JSON output, and
+//! durability across SIGKILL. Servers bind 127.0.0.1 on a free port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = warden().args(args).env_remove("WARDEN_ADMIN_TOKEN").output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_commands_and_flags_exit_2_naming_the_value() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["frobnicate"], "frobnicate"),
+        (&["demo", "--no-such-flag"], "--no-such-flag"),
+        (&["demo", "--scenario", "meteor-strike"], "meteor-strike"),
+        (&["demo", "--duration", "soon"], "soon"),
+        (&["demo", "--mode", "yolo"], "yolo"),
+        (&["demo", "--speed", "-3"], "-3"),
+        (&["incident", "show", "INC-zz"], "INC-zz"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(&["incident", "list", "--data-dir", &dir.path().display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no warden store"), "{err}");
+}
+
+#[test]
+fn config_check_accepts_the_example_and_names_bad_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, example, _) = run(&["config", "example"]);
+    assert_eq!(code, 0);
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, example).expect("write");
+    let (code, out, err) = run(&["config", "check", &good.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "services:\n  recovery:\n    mode: auto\n    cooldwn: 5m\n").expect("write");
+    let (code, _, err) = run(&["config", "check", &bad.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cooldwn") && err.contains("bad.yaml"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let (code, schema, _) = run(&["config", "schema"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&schema).expect("schema is JSON");
+    assert!(v["properties"]["services"].is_object());
+}
+
+#[test]
+fn demo_json_prints_one_summary_object_and_the_story_is_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().display().to_string();
+    let (code, out, err) = run(&[
+        "demo", "--scenario", "dependency-outage", "--duration", "600s", "--speed", "0", "--mode", "auto", "--json",
+        "--listen", "127.0.0.1:0", "--data-dir", &data, "--start", "2026-01-05T09:00:00Z",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("stdout is one JSON object");
+    for k in ["scenario", "detected", "root_cause", "root_cause_rank", "actions", "recovered", "time_to_detect_s", "time_to_recover_s"] {
+        assert!(v.get(k).is_some(), "summary lacks {k}: {v}");
+    }
+    assert_eq!(v["root_cause"], "database-service");
+    assert_eq!(v["root_cause_rank"], 1);
+    assert_eq!(v["recovered"], true);
+    assert!(err.contains("admin token"), "the token is printed on stderr");
+    let id = v["incident"].as_str().expect("incident id").to_string();
+    let (code, list, _) = run(&["incident", "list", "--data-dir", &data]);
+    assert_eq!(code, 0);
+    assert!(list.contains(&id));
+    let (code, story, _) = run(&["incident", "show", &id, "--data-dir", &data]);
+    assert_eq!(code, 0);
+    for needle in ["anomaly", "root causes ranked", "service fault: database-service", "plan by builtin", "gate allowlist", "executed restart", "verification: recovered", "incident resolved"] {
+        assert!(story.contains(needle), "story lacks {needle:?}:\n{story}");
+    }
+}
+
+/// A tiny HTTP/1.1 client (one request per connection).
+fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_serve(config: &std::path::Path, data: &std::path::Path) -> (Server, String) {
+    let mut child = warden()
+        .args(["serve", "--config", &config.display().to_string(), "--data-dir", &data.display().to_string(), "--listen", "127.0.0.1:0"])
+        .env("WARDEN_ADMIN_TOKEN", "test-admin-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "serve did not start");
+        let line = lines.next().expect("serve printed a line").expect("utf-8");
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split('/').next().unwrap_or_default().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), addr)
+}
+
+#[test]
+fn every_acknowledged_record_survives_sigkill_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("warden.yaml");
+    std::fs::write(&config, "services:\n  monitoring:\n    interval: 1s\nsimulator:\n  enabled: true\n  seed: 3\n").expect("config");
+    let data = dir.path().join("data");
+    let (mut server, addr) = start_serve(&config, &data);
+    // Register continuously from another thread and SIGKILL the server while
+    // requests are in flight: every 201 received before the kill must survive.
+    let writer_addr = addr.clone();
+    let writer = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..100_000 {
+            let body = format!(r#"{{"name": "svc-{i}", "description": "registered before the crash", "dependencies": ["database-service"]}}"#);
+            let Ok(mut s) = TcpStream::connect(&writer_addr) else { break };
+            let req = format!(
+                "POST /api/discovery/register HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut resp = String::new();
+            if s.write_all(req.as_bytes()).is_err() || s.read_to_string(&mut resp).is_err() {
+                break;
+            }
+            if !resp.starts_with("HTTP/1.1 201") {
+                break;
+            }
+            let Some((_, json)) = resp.split_once("\r\n\r\n") else { break };
+            let v: serde_json::Value = serde_json::from_str(json).expect("json");
+            acked.push((format!("svc-{i}"), v["journal_seq"].as_u64().expect("seq")));
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    // Child::kill is SIGKILL on Unix: no shutdown code runs.
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
+    drop(server);
+    let acked = writer.join().expect("writer");
+    assert!(acked.len() >= 5, "only {} registrations before the kill", acked.len());
+
+    let (_server, addr) = start_serve(&config, &data);
+    let (code, body) = http(&addr, "GET", "/api/services", "test-admin-token", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let names: Vec<&str> = v["services"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
+    for (name, _) in &acked {
+        assert!(names.contains(&name.as_str()), "{name} lost after SIGKILL");
+    }
+    let (code, body) = http(&addr, "GET", "/api/journal?kind=service_registered&limit=10000", "test-admin-token", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let seqs: Vec<u64> = v["entries"].as_array().expect("entries").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    for (name, seq) in &acked {
+        assert!(seqs.contains(seq), "journal record {seq} for {name} lost after SIGKILL");
+    }
+    let (code, _) = http(&addr, "GET", "/readyz", "", None);
+    assert_eq!(code, 200);
+}
