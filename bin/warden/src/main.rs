@@ -146,13 +146,16 @@ fn parse_scenario(s: &str) -> Result<Scenario, String> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("unknown mode {s:?}: expected observe, dry-run, approve or auto"))
+    Mode::parse(s)
+        .ok_or_else(|| format!("unknown mode {s:?}: expected observe, dry-run, approve or auto"))
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => Ok(v),
-        _ => Err(format!("speed {s:?}: expected a number from 0 (unpaced) to 1000000")),
+        _ => Err(format!(
+            "speed {s:?}: expected a number from 0 (unpaced) to 1000000"
+        )),
     }
 }
 
@@ -180,13 +183,20 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 fn open_store(dir: &Path) -> Result<SqliteStore, Failure> {
     if !dir.join("warden.db").exists() {
-        return Err(Failure::Input(format!("no warden store in {} (run warden demo or serve first, or pass --data-dir)", dir.display())));
+        return Err(Failure::Input(format!(
+            "no warden store in {} (run warden demo or serve first, or pass --data-dir)",
+            dir.display()
+        )));
     }
     Ok(SqliteStore::open_dir(dir)?)
 }
 
 fn parse_incident_id(id: &str) -> Result<IncidentId, Failure> {
-    IncidentId::parse(id).ok_or_else(|| Failure::Input(format!("invalid incident id {id:?}: expected INC- and 8 hex digits")))
+    IncidentId::parse(id).ok_or_else(|| {
+        Failure::Input(format!(
+            "invalid incident id {id:?}: expected INC- and 8 hex digits"
+        ))
+    })
 }
 
 fn wall_minute() -> Timestamp {
@@ -220,7 +230,9 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
         }
     };
     if generated {
-        out(&format!("admin token (set WARDEN_ADMIN_TOKEN to choose your own): {token}"));
+        out(&format!(
+            "admin token (set WARDEN_ADMIN_TOKEN to choose your own): {token}"
+        ));
     } else {
         out("admin token: from WARDEN_ADMIN_TOKEN");
     }
@@ -231,36 +243,70 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
         } else {
             println!();
             println!("scenario {} on {} ({} mode)", s.scenario, s.target, s.mode);
-            println!("  detected:        {} ({})", s.detected, s.time_to_detect_s.map_or("-".into(), |t| format!("{t:.0}s after the fault")));
+            println!(
+                "  detected:        {} ({})",
+                s.detected,
+                s.time_to_detect_s
+                    .map_or("-".into(), |t| format!("{t:.0}s after the fault"))
+            );
             println!(
                 "  root cause:      {} (true cause ranked {})",
                 s.root_cause.as_deref().unwrap_or("-"),
                 s.root_cause_rank.map_or("-".into(), |r| format!("#{r}"))
             );
             for act in &s.actions {
-                println!("  action:          {} {} {} [{}]", act.action, act.target, serde_json::Value::Object(act.params.clone()), act.status);
+                println!(
+                    "  action:          {} {} {} [{}]",
+                    act.action,
+                    act.target,
+                    serde_json::Value::Object(act.params.clone()),
+                    act.status
+                );
             }
-            println!("  recovered:       {} ({})", s.recovered, s.time_to_recover_s.map_or("-".into(), |t| format!("{t:.0}s after the fault")));
+            println!(
+                "  recovered:       {} ({})",
+                s.recovered,
+                s.time_to_recover_s
+                    .map_or("-".into(), |t| format!("{t:.0}s after the fault"))
+            );
             if let Some(i) = &s.incident {
-                println!("  the whole story: warden incident show {i} --data-dir {}", a.data_dir.display());
+                println!(
+                    "  the whole story: warden incident show {i} --data-dir {}",
+                    a.data_dir.display()
+                );
             }
         }
     }
     Ok(())
 }
 
-async fn serve(config: PathBuf, data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failure> {
+async fn serve(
+    config: PathBuf,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> Result<(), Failure> {
     let cfg = load_config(&config)?;
     let listen = match listen {
         Some(l) => l,
-        None => cfg.api.listen.parse().map_err(|_| Failure::Input(format!("api.listen {:?} is not host:port", cfg.api.listen)))?,
+        None => cfg.api.listen.parse().map_err(|_| {
+            Failure::Input(format!("api.listen {:?} is not host:port", cfg.api.listen))
+        })?,
     };
     let (token, _) = admin_token();
-    let env_token = std::env::var("WARDEN_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let env_token = std::env::var("WARDEN_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
     if env_token.is_none() && cfg.api.tokens.is_empty() && !cfg.api.anonymous {
-        eprintln!("no api.tokens configured and WARDEN_ADMIN_TOKEN unset; generated admin token: {token}");
+        eprintln!(
+            "no api.tokens configured and WARDEN_ADMIN_TOKEN unset; generated admin token: {token}"
+        );
     }
-    let opts = ServeOptions { data_dir: data_dir.unwrap_or_else(|| cfg.store.data_dir.clone()), config: cfg, admin_token: Some(token), listen };
+    let opts = ServeOptions {
+        data_dir: data_dir.unwrap_or_else(|| cfg.store.data_dir.clone()),
+        config: cfg,
+        admin_token: Some(token),
+        listen,
+    };
     let mut out = |line: &str| {
         let _ = writeln!(std::io::stdout(), "{line}");
     };
@@ -270,35 +316,81 @@ async fn serve(config: PathBuf, data_dir: Option<PathBuf>, listen: Option<Socket
 
 fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
     match cmd {
-        IncidentCommand::List { data_dir, limit, json } => {
+        IncidentCommand::List {
+            data_dir,
+            limit,
+            json,
+        } => {
             let store = open_store(&data_dir)?;
             let list = store.incidents(limit.clamp(1, 10_000))?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
                 return Ok(());
             }
-            println!("{:<13} {:<18} {:<21} {:<24} TITLE", "ID", "STATUS", "OPENED", "ROOT CAUSE");
+            println!(
+                "{:<13} {:<18} {:<21} {:<24} TITLE",
+                "ID", "STATUS", "OPENED", "ROOT CAUSE"
+            );
             for i in list {
-                let rc = i.root_cause().map(|c| c.service.clone()).unwrap_or_else(|| "-".into());
-                println!("{:<13} {:<18} {:<21} {:<24} {}", i.id, i.status.as_str(), i.opened_at.to_string(), rc, i.title);
+                let rc = i
+                    .root_cause()
+                    .map(|c| c.service.clone())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<13} {:<18} {:<21} {:<24} {}",
+                    i.id,
+                    i.status.as_str(),
+                    i.opened_at.to_string(),
+                    rc,
+                    i.title
+                );
             }
             Ok(())
         }
         IncidentCommand::Show { id, data_dir, json } => {
             let id = parse_incident_id(&id)?;
             let store = open_store(&data_dir)?;
-            let inc = store.incident(&id)?.ok_or_else(|| Failure::Input(format!("no incident {id} in {}", data_dir.display())))?;
-            let journal = store.journal(&JournalQuery { incident: Some(id), limit: 100_000, ..Default::default() })?;
+            let inc = store.incident(&id)?.ok_or_else(|| {
+                Failure::Input(format!("no incident {id} in {}", data_dir.display()))
+            })?;
+            let journal = store.journal(&JournalQuery {
+                incident: Some(id),
+                limit: 100_000,
+                ..Default::default()
+            })?;
             if json {
-                println!("{}", serde_json::json!({ "incident": inc, "journal": journal }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "incident": inc, "journal": journal })
+                );
                 return Ok(());
             }
             println!("{} — {}", inc.id, inc.title);
-            println!("status {}, opened {}{}", inc.status.as_str(), inc.opened_at, inc.resolved_at.map(|r| format!(", resolved {r}")).unwrap_or_default());
-            println!("services: {}", inc.services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+            println!(
+                "status {}, opened {}{}",
+                inc.status.as_str(),
+                inc.opened_at,
+                inc.resolved_at
+                    .map(|r| format!(", resolved {r}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "services: {}",
+                inc.services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             println!("\nroot-cause ranking:");
             for (k, c) in inc.ranking.iter().enumerate().take(5) {
-                println!("  #{} {} ({}, score {:.2})", k + 1, c.service, c.metric, c.score);
+                println!(
+                    "  #{} {} ({}, score {:.2})",
+                    k + 1,
+                    c.service,
+                    c.metric,
+                    c.score
+                );
                 for e in &c.evidence {
                     println!("       {e}");
                 }
@@ -308,8 +400,16 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                 println!("  {} #{:<6} {}", e.ts, e.seq, e.event.summary());
                 match &e.event {
                     JournalEvent::Analysis { body, .. } => {
-                        for r in body.get("recommendations").and_then(|r| r.as_array()).into_iter().flatten() {
-                            println!("           recommendation: {}", r.as_str().unwrap_or_default());
+                        for r in body
+                            .get("recommendations")
+                            .and_then(|r| r.as_array())
+                            .into_iter()
+                            .flatten()
+                        {
+                            println!(
+                                "           recommendation: {}",
+                                r.as_str().unwrap_or_default()
+                            );
                         }
                         if let Some(r) = body.get("rationale").and_then(|r| r.as_str()) {
                             println!("           rationale: {r}");
@@ -332,15 +432,30 @@ fn decide(a: DecideArgs, approve: bool) -> Result<(), Failure> {
     let id = parse_incident_id(&a.id)?;
     let store = open_store(&a.data_dir)?;
     if store.incident(&id)?.is_none() {
-        return Err(Failure::Input(format!("no incident {id} in {}", a.data_dir.display())));
+        return Err(Failure::Input(format!(
+            "no incident {id} in {}",
+            a.data_dir.display()
+        )));
     }
-    let by = a.by.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let by = a.by.unwrap_or_else(|| {
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )
+    });
     match store.decide_approval(&id, approve, &by, warden_runtime::wall_now()) {
         Ok(ap) => {
-            println!("{} {} for {id}: {}", if approve { "approved" } else { "rejected" }, ap.action, by);
+            println!(
+                "{} {} for {id}: {}",
+                if approve { "approved" } else { "rejected" },
+                ap.action,
+                by
+            );
             Ok(())
         }
-        Err(DecideError::NotPending(_)) => Err(Failure::Input(format!("incident {id} has no action awaiting approval"))),
+        Err(DecideError::NotPending(_)) => Err(Failure::Input(format!(
+            "incident {id} has no action awaiting approval"
+        ))),
         Err(DecideError::Store(e)) => Err(Failure::Runtime(e.to_string())),
     }
 }
@@ -373,7 +488,10 @@ fn config(cmd: ConfigCommand) -> Result<(), Failure> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
@@ -382,7 +500,11 @@ fn main() -> ExitCode {
         Command::Reject(a) => decide(a, false),
         Command::Config { command } => config(command),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(demo(a))),
-        Command::Serve { config, data_dir, listen } => runtime().and_then(|rt| rt.block_on(serve(config, data_dir, listen))),
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => runtime().and_then(|rt| rt.block_on(serve(config, data_dir, listen))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -398,5 +520,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

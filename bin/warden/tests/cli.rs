@@ -11,7 +11,11 @@ fn warden() -> Command {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = warden().args(args).env_remove("WARDEN_ADMIN_TOKEN").output().expect("runs");
+    let out = warden()
+        .args(args)
+        .env_remove("WARDEN_ADMIN_TOKEN")
+        .output()
+        .expect("runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -36,7 +40,12 @@ fn bad_commands_and_flags_exit_2_naming_the_value() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, _, err) = run(&["incident", "list", "--data-dir", &dir.path().display().to_string()]);
+    let (code, _, err) = run(&[
+        "incident",
+        "list",
+        "--data-dir",
+        &dir.path().display().to_string(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no warden store"), "{err}");
 }
@@ -52,7 +61,11 @@ fn config_check_accepts_the_example_and_names_bad_keys() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"), "{out}");
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "services:\n  recovery:\n    mode: auto\n    cooldwn: 5m\n").expect("write");
+    std::fs::write(
+        &bad,
+        "services:\n  recovery:\n    mode: auto\n    cooldwn: 5m\n",
+    )
+    .expect("write");
     let (code, _, err) = run(&["config", "check", &bad.display().to_string()]);
     assert_eq!(code, 2);
     assert!(err.contains("cooldwn") && err.contains("bad.yaml"), "{err}");
@@ -68,25 +81,60 @@ fn demo_json_prints_one_summary_object_and_the_story_is_in_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().display().to_string();
     let (code, out, err) = run(&[
-        "demo", "--scenario", "dependency-outage", "--duration", "600s", "--speed", "0", "--mode", "auto", "--json",
-        "--listen", "127.0.0.1:0", "--data-dir", &data, "--start", "2026-01-05T09:00:00Z",
+        "demo",
+        "--scenario",
+        "dependency-outage",
+        "--duration",
+        "600s",
+        "--speed",
+        "0",
+        "--mode",
+        "auto",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--start",
+        "2026-01-05T09:00:00Z",
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("stdout is one JSON object");
-    for k in ["scenario", "detected", "root_cause", "root_cause_rank", "actions", "recovered", "time_to_detect_s", "time_to_recover_s"] {
+    for k in [
+        "scenario",
+        "detected",
+        "root_cause",
+        "root_cause_rank",
+        "actions",
+        "recovered",
+        "time_to_detect_s",
+        "time_to_recover_s",
+    ] {
         assert!(v.get(k).is_some(), "summary lacks {k}: {v}");
     }
     assert_eq!(v["root_cause"], "database-service");
     assert_eq!(v["root_cause_rank"], 1);
     assert_eq!(v["recovered"], true);
-    assert!(err.contains("admin token"), "the token is printed on stderr");
+    assert!(
+        err.contains("admin token"),
+        "the token is printed on stderr"
+    );
     let id = v["incident"].as_str().expect("incident id").to_string();
     let (code, list, _) = run(&["incident", "list", "--data-dir", &data]);
     assert_eq!(code, 0);
     assert!(list.contains(&id));
     let (code, story, _) = run(&["incident", "show", &id, "--data-dir", &data]);
     assert_eq!(code, 0);
-    for needle in ["anomaly", "root causes ranked", "service fault: database-service", "plan by builtin", "gate allowlist", "executed restart", "verification: recovered", "incident resolved"] {
+    for needle in [
+        "anomaly",
+        "root causes ranked",
+        "service fault: database-service",
+        "plan by builtin",
+        "gate allowlist",
+        "executed restart",
+        "verification: recovered",
+        "incident resolved",
+    ] {
         assert!(story.contains(needle), "story lacks {needle:?}:\n{story}");
     }
 }
@@ -94,7 +142,8 @@ fn demo_json_prints_one_summary_object_and_the_story_is_in_the_store() {
 /// A tiny HTTP/1.1 client (one request per connection).
 fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -103,8 +152,15 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&str>) -
     s.write_all(req.as_bytes()).expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
-    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -120,7 +176,15 @@ impl Drop for Server {
 
 fn start_serve(config: &std::path::Path, data: &std::path::Path) -> (Server, String) {
     let mut child = warden()
-        .args(["serve", "--config", &config.display().to_string(), "--data-dir", &data.display().to_string(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--config",
+            &config.display().to_string(),
+            "--data-dir",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("WARDEN_ADMIN_TOKEN", "test-admin-token")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -145,7 +209,11 @@ fn start_serve(config: &std::path::Path, data: &std::path::Path) -> (Server, Str
 fn every_acknowledged_record_survives_sigkill_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("warden.yaml");
-    std::fs::write(&config, "services:\n  monitoring:\n    interval: 1s\nsimulator:\n  enabled: true\n  seed: 3\n").expect("config");
+    std::fs::write(
+        &config,
+        "services:\n  monitoring:\n    interval: 1s\nsimulator:\n  enabled: true\n  seed: 3\n",
+    )
+    .expect("config");
     let data = dir.path().join("data");
     let (mut server, addr) = start_serve(&config, &data);
     // Register continuously from another thread and SIGKILL the server while
@@ -154,8 +222,12 @@ fn every_acknowledged_record_survives_sigkill_and_restart() {
     let writer = std::thread::spawn(move || {
         let mut acked = Vec::new();
         for i in 0..100_000 {
-            let body = format!(r#"{{"name": "svc-{i}", "description": "registered before the crash", "dependencies": ["database-service"]}}"#);
-            let Ok(mut s) = TcpStream::connect(&writer_addr) else { break };
+            let body = format!(
+                r#"{{"name": "svc-{i}", "description": "registered before the crash", "dependencies": ["database-service"]}}"#
+            );
+            let Ok(mut s) = TcpStream::connect(&writer_addr) else {
+                break;
+            };
             let req = format!(
                 "POST /api/discovery/register HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -167,7 +239,9 @@ fn every_acknowledged_record_survives_sigkill_and_restart() {
             if !resp.starts_with("HTTP/1.1 201") {
                 break;
             }
-            let Some((_, json)) = resp.split_once("\r\n\r\n") else { break };
+            let Some((_, json)) = resp.split_once("\r\n\r\n") else {
+                break;
+            };
             let v: serde_json::Value = serde_json::from_str(json).expect("json");
             acked.push((format!("svc-{i}"), v["journal_seq"].as_u64().expect("seq")));
         }
@@ -179,22 +253,45 @@ fn every_acknowledged_record_survives_sigkill_and_restart() {
     let _ = server.0.wait();
     drop(server);
     let acked = writer.join().expect("writer");
-    assert!(acked.len() >= 5, "only {} registrations before the kill", acked.len());
+    assert!(
+        acked.len() >= 5,
+        "only {} registrations before the kill",
+        acked.len()
+    );
 
     let (_server, addr) = start_serve(&config, &data);
     let (code, body) = http(&addr, "GET", "/api/services", "test-admin-token", None);
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let names: Vec<&str> = v["services"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     for (name, _) in &acked {
         assert!(names.contains(&name.as_str()), "{name} lost after SIGKILL");
     }
-    let (code, body) = http(&addr, "GET", "/api/journal?kind=service_registered&limit=10000", "test-admin-token", None);
+    let (code, body) = http(
+        &addr,
+        "GET",
+        "/api/journal?kind=service_registered&limit=10000",
+        "test-admin-token",
+        None,
+    );
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let seqs: Vec<u64> = v["entries"].as_array().expect("entries").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let seqs: Vec<u64> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
     for (name, seq) in &acked {
-        assert!(seqs.contains(seq), "journal record {seq} for {name} lost after SIGKILL");
+        assert!(
+            seqs.contains(seq),
+            "journal record {seq} for {name} lost after SIGKILL"
+        );
     }
     let (code, _) = http(&addr, "GET", "/readyz", "", None);
     assert_eq!(code, 200);

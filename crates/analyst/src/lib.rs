@@ -74,7 +74,10 @@ pub struct PlanLimits {
 
 impl Default for PlanLimits {
     fn default() -> Self {
-        Self { max_replicas: 20, max_scale_factor: 4.0 }
+        Self {
+            max_replicas: 20,
+            max_scale_factor: 4.0,
+        }
     }
 }
 

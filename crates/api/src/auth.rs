@@ -48,12 +48,16 @@ impl TokenTable {
             .iter()
             .filter_map(|t| unhex(&t.sha256).map(|h| (h, t.name.clone(), t.role)))
             .collect();
-        if let Some(tok) = admin_token.filter(|t| !t.is_empty()) {
-            if let Some(h) = unhex(&token_sha256(tok)) {
-                entries.push((h, "admin".into(), Role::Admin));
-            }
+        if let Some(h) = admin_token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| unhex(&token_sha256(t)))
+        {
+            entries.push((h, "admin".into(), Role::Admin));
         }
-        Self { entries, anonymous: api.anonymous }
+        Self {
+            entries,
+            anonymous: api.anonymous,
+        }
     }
 
     /// The principal for a presented token, if it matches one.
@@ -62,9 +66,15 @@ impl TokenTable {
         let mut found = None;
         // Compare against every entry in constant time per entry.
         for (h, name, role) in &self.entries {
-            let diff = h.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let diff = h
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if diff == 0 && found.is_none() {
-                found = Some(Principal { name: name.clone(), role: *role });
+                found = Some(Principal {
+                    name: name.clone(),
+                    role: *role,
+                });
             }
         }
         found
@@ -78,9 +88,15 @@ impl TokenTable {
 
 /// The token in `Authorization: Bearer …` or the session cookie.
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return Some(t.trim().to_string());
         }
     }
@@ -95,10 +111,17 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Middleware: resolves the principal or answers 401.
-pub async fn require_token(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let principal = match presented_token(req.headers()) {
         Some(t) => state.tokens.check(&t),
-        None if state.tokens.anonymous() => Some(Principal { name: "anonymous".into(), role: Role::Viewer }),
+        None if state.tokens.anonymous() => Some(Principal {
+            name: "anonymous".into(),
+            role: Role::Viewer,
+        }),
         None => None,
     };
     match principal {
@@ -108,8 +131,15 @@ pub async fn require_token(State(state): State<ApiState>, mut req: Request, next
         }
         None if wants_html(req.headers()) => axum::response::Redirect::to("/login").into_response(),
         None => {
-            let mut r = error_json(StatusCode::UNAUTHORIZED, "missing or invalid token: send Authorization: Bearer <token>").into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"warden\""));
+            let mut r = error_json(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid token: send Authorization: Bearer <token>",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
             r
         }
     }
@@ -117,7 +147,9 @@ pub async fn require_token(State(state): State<ApiState>, mut req: Request, next
 
 /// Whether the caller is a browser asking for a page.
 fn wants_html(h: &HeaderMap) -> bool {
-    h.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 /// Refuses callers below `role` with 403.
@@ -127,7 +159,11 @@ pub fn require_role(p: &Principal, role: Role, what: &str) -> Result<(), Respons
     } else {
         Err(error_json(
             StatusCode::FORBIDDEN,
-            &format!("role {} cannot {what}; needs {} or above", p.role.as_str(), role.as_str()),
+            &format!(
+                "role {} cannot {what}; needs {} or above",
+                p.role.as_str(),
+                role.as_str()
+            ),
         )
         .into_response())
     }
@@ -141,7 +177,11 @@ mod tests {
     #[test]
     fn tokens_match_by_hash_and_carry_roles() {
         let api = ApiConfig {
-            tokens: vec![TokenConfig { name: "ci".into(), role: Role::Viewer, sha256: token_sha256("viewer-token") }],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                role: Role::Viewer,
+                sha256: token_sha256("viewer-token"),
+            }],
             ..ApiConfig::default()
         };
         let t = TokenTable::from_config(&api, Some("root-token"));
@@ -158,7 +198,10 @@ mod tests {
         h.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("header"));
         assert_eq!(presented_token(&h).as_deref(), Some("abc"));
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; warden_token=xyz".parse().expect("header"));
+        h.insert(
+            header::COOKIE,
+            "a=1; warden_token=xyz".parse().expect("header"),
+        );
         assert_eq!(presented_token(&h).as_deref(), Some("xyz"));
         assert_eq!(presented_token(&HeaderMap::new()), None);
     }

@@ -43,7 +43,9 @@ fn page(title: &str, platform: &str, body: &str) -> Html<String> {
 }
 
 pub async fn index(State(s): State<ApiState>) -> Response {
-    let mut body = String::from("<h2>Services</h2><table><tr><th>service</th><th>status</th><th>source</th><th>depends on</th><th>description</th></tr>");
+    let mut body = String::from(
+        "<h2>Services</h2><table><tr><th>service</th><th>status</th><th>source</th><th>depends on</th><th>description</th></tr>",
+    );
     {
         let live = read_live(&s.live);
         for svc in live.services.values() {
@@ -63,7 +65,10 @@ pub async fn index(State(s): State<ApiState>) -> Response {
     match s.store.incidents(50) {
         Ok(list) => {
             for i in list {
-                let rc = i.root_cause().map(|c| format!("{} ({})", c.service, c.metric)).unwrap_or_default();
+                let rc = i
+                    .root_cause()
+                    .map(|c| format!("{} ({})", c.service, c.metric))
+                    .unwrap_or_default();
                 body.push_str(&format!(
                     "<tr><td><a href=\"/incidents/{id}\">{id}</a></td><td class={st}>{st}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     i.opened_at,
@@ -74,7 +79,10 @@ pub async fn index(State(s): State<ApiState>) -> Response {
                 ));
             }
         }
-        Err(e) => body.push_str(&format!("<tr><td colspan=5>error: {}</td></tr>", esc(&e.to_string()))),
+        Err(e) => body.push_str(&format!(
+            "<tr><td colspan=5>error: {}</td></tr>",
+            esc(&e.to_string())
+        )),
     }
     body.push_str("</table>");
     page("overview", &s.config.platform_name, &body).into_response()
@@ -106,8 +114,14 @@ pub async fn incident_page(State(s): State<ApiState>, Path(id): Path<String>) ->
             esc(&c.evidence.join("; "))
         ));
     }
-    body.push_str("</table><h3>Journal</h3><table><tr><th>time</th><th>event</th><th>what</th></tr>");
-    if let Ok(j) = s.store.journal(&JournalQuery { incident: Some(id), limit: 10_000, ..Default::default() }) {
+    body.push_str(
+        "</table><h3>Journal</h3><table><tr><th>time</th><th>event</th><th>what</th></tr>",
+    );
+    if let Ok(j) = s.store.journal(&JournalQuery {
+        incident: Some(id),
+        limit: 10_000,
+        ..Default::default()
+    }) {
         for e in j {
             body.push_str(&format!(
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
@@ -137,9 +151,16 @@ pub struct LoginForm {
 
 pub async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response {
     if s.tokens.check(&f.token).is_none() {
-        return (StatusCode::UNAUTHORIZED, Html("<p>invalid token. <a href=/login>try again</a></p>")).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<p>invalid token. <a href=/login>try again</a></p>"),
+        )
+            .into_response();
     }
-    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", f.token.trim());
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        f.token.trim()
+    );
     let mut headers = HeaderMap::new();
     if let Ok(v) = cookie.parse() {
         headers.insert(header::SET_COOKIE, v);

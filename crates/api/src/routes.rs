@@ -33,9 +33,15 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/services", get(services))
         .route("/api/services/{name}", get(service))
-        .route(&format!("{}/register", c.discovery.endpoint), post(register))
+        .route(
+            &format!("{}/register", c.discovery.endpoint),
+            post(register),
+        )
         .route("/api/graph", get(graph))
-        .route(&format!("{}/anomalies", c.monitoring.endpoint), get(anomalies))
+        .route(
+            &format!("{}/anomalies", c.monitoring.endpoint),
+            get(anomalies),
+        )
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}", get(incident))
         .route("/api/incidents/{id}/approve", post(approve))
@@ -59,19 +65,28 @@ pub fn router(state: ApiState) -> Router {
 async fn readyz(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let body = json!({ "ready": live.ready, "sources": live.sources });
-    let code = if live.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if live.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
 async fn services(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
-    let anomalous: std::collections::BTreeSet<&ServiceName> = live.anomalies.iter().map(|a| &a.service).collect();
+    let anomalous: std::collections::BTreeSet<&ServiceName> =
+        live.anomalies.iter().map(|a| &a.service).collect();
     let list: Vec<Value> = live
         .services
         .values()
         .map(|svc| {
             let mut v = serde_json::to_value(svc).unwrap_or(Value::Null);
-            v["status"] = json!(if anomalous.contains(&svc.name) { "anomalous" } else { "healthy" });
+            v["status"] = json!(if anomalous.contains(&svc.name) {
+                "anomalous"
+            } else {
+                "healthy"
+            });
             v
         })
         .collect();
@@ -80,7 +95,11 @@ async fn services(State(s): State<ApiState>) -> Response {
 
 async fn service(State(s): State<ApiState>, Path(name): Path<String>) -> Response {
     let Ok(name) = ServiceName::parse(&name) else {
-        return error_json(StatusCode::BAD_REQUEST, &format!("invalid service name {name:?}")).into_response();
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid service name {name:?}"),
+        )
+        .into_response();
     };
     let live = read_live(&s.live);
     let Some(svc) = live.services.get(&name) else {
@@ -88,22 +107,43 @@ async fn service(State(s): State<ApiState>, Path(name): Path<String>) -> Respons
     };
     let callers: Vec<&ServiceName> = live.graph.callers(&name).collect();
     let callees: Vec<&ServiceName> = live.graph.callees(&name).collect();
-    let anomalies: Vec<_> = live.anomalies.iter().filter(|a| a.service == name).collect();
-    Json(json!({ "service": svc, "callers": callers, "callees": callees, "anomalies": anomalies })).into_response()
+    let anomalies: Vec<_> = live
+        .anomalies
+        .iter()
+        .filter(|a| a.service == name)
+        .collect();
+    Json(json!({ "service": svc, "callers": callers, "callees": callees, "anomalies": anomalies }))
+        .into_response()
 }
 
-async fn register(State(s): State<ApiState>, Extension(p): Extension<Principal>, body: Bytes) -> Response {
+async fn register(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     if let Err(r) = require_role(&p, Role::Operator, "register services") {
         return r;
     }
     let reg: Registration = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error_json(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}")).into_response(),
+        Err(e) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid registration: {e}"),
+            )
+            .into_response();
+        }
     };
     let now = (s.clock)();
     let svc = match reg.validate("registration", now) {
         Ok(v) => v,
-        Err(e) => return error_json(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}")).into_response(),
+        Err(e) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid registration: {e}"),
+            )
+            .into_response();
+        }
     };
     let (exists, count) = {
         let live = read_live(&s.live);
@@ -141,8 +181,16 @@ async fn register(State(s): State<ApiState>, Extension(p): Extension<Principal>,
         }
         live.services.insert(svc.name.clone(), svc.clone());
     }
-    let code = if exists { StatusCode::OK } else { StatusCode::CREATED };
-    (code, Json(json!({ "service": svc, "journal_seq": entry[0].seq }))).into_response()
+    let code = if exists {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (
+        code,
+        Json(json!({ "service": svc, "journal_seq": entry[0].seq })),
+    )
+        .into_response()
 }
 
 async fn graph(State(s): State<ApiState>) -> Response {
@@ -162,13 +210,20 @@ struct ListParams {
     limit: Option<usize>,
 }
 
-async fn incidents(State(s): State<ApiState>, q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn incidents(
+    State(s): State<ApiState>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let limit = match q {
         Ok(Query(p)) => p.limit.unwrap_or(100),
         Err(e) => return error_json(StatusCode::BAD_REQUEST, &e.body_text()).into_response(),
     };
     if !(1..=10_000).contains(&limit) {
-        return error_json(StatusCode::BAD_REQUEST, &format!("limit {limit} is outside 1..=10000")).into_response();
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            &format!("limit {limit} is outside 1..=10000"),
+        )
+        .into_response();
     }
     match s.store.incidents(limit) {
         Ok(list) => Json(json!({ "incidents": list })).into_response(),
@@ -178,7 +233,11 @@ async fn incidents(State(s): State<ApiState>, q: Result<Query<ListParams>, axum:
 
 fn parse_id(id: &str) -> Result<IncidentId, Response> {
     IncidentId::parse(id).ok_or_else(|| {
-        error_json(StatusCode::BAD_REQUEST, &format!("invalid incident id {id:?}: expected INC- and 8 hex digits")).into_response()
+        error_json(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid incident id {id:?}: expected INC- and 8 hex digits"),
+        )
+        .into_response()
     })
 }
 
@@ -189,10 +248,16 @@ async fn incident(State(s): State<ApiState>, Path(id): Path<String>) -> Response
     };
     let inc = match s.store.incident(&id) {
         Ok(Some(i)) => i,
-        Ok(None) => return error_json(StatusCode::NOT_FOUND, &format!("no incident {id}")).into_response(),
+        Ok(None) => {
+            return error_json(StatusCode::NOT_FOUND, &format!("no incident {id}")).into_response();
+        }
         Err(e) => return internal(e),
     };
-    match s.store.journal(&JournalQuery { incident: Some(id), limit: 10_000, ..Default::default() }) {
+    match s.store.journal(&JournalQuery {
+        incident: Some(id),
+        limit: 10_000,
+        ..Default::default()
+    }) {
         Ok(j) => Json(json!({ "incident": inc, "journal": j })).into_response(),
         Err(e) => internal(e),
     }
@@ -209,32 +274,54 @@ async fn decide(s: ApiState, p: Principal, id: String, approve: bool) -> Respons
     };
     match s.store.incident(&id) {
         Ok(Some(_)) => {}
-        Ok(None) => return error_json(StatusCode::NOT_FOUND, &format!("no incident {id}")).into_response(),
+        Ok(None) => {
+            return error_json(StatusCode::NOT_FOUND, &format!("no incident {id}")).into_response();
+        }
         Err(e) => return internal(e),
     }
     match s.store.decide_approval(&id, approve, &p.name, (s.clock)()) {
         Ok(a) => Json(json!({ "approval": a })).into_response(),
-        Err(DecideError::NotPending(_)) => {
-            error_json(StatusCode::CONFLICT, &format!("incident {id} has no action awaiting approval")).into_response()
-        }
+        Err(DecideError::NotPending(_)) => error_json(
+            StatusCode::CONFLICT,
+            &format!("incident {id} has no action awaiting approval"),
+        )
+        .into_response(),
         Err(DecideError::Store(e)) => internal(e),
     }
 }
 
-async fn approve(State(s): State<ApiState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Response {
+async fn approve(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     decide(s, p, id, true).await
 }
 
-async fn reject(State(s): State<ApiState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Response {
+async fn reject(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     decide(s, p, id, false).await
 }
 
 /// Journal kinds that describe remediation actions.
-pub const ACTION_KINDS: [&str; 6] =
-    ["action_executed", "action_dry_run", "approval_requested", "action_undone", "action_failed", "approval_decided"];
+pub const ACTION_KINDS: [&str; 6] = [
+    "action_executed",
+    "action_dry_run",
+    "approval_requested",
+    "action_undone",
+    "action_failed",
+    "approval_decided",
+];
 
 async fn actions(State(s): State<ApiState>) -> Response {
-    let q = JournalQuery { kinds: ACTION_KINDS.iter().map(|k| k.to_string()).collect(), limit: 1000, ..Default::default() };
+    let q = JournalQuery {
+        kinds: ACTION_KINDS.iter().map(|k| k.to_string()).collect(),
+        limit: 1000,
+        ..Default::default()
+    };
     match s.store.journal(&q) {
         Ok(list) => Json(json!({ "actions": list })).into_response(),
         Err(e) => internal(e),
@@ -250,7 +337,10 @@ struct JournalParams {
     kind: Option<String>,
 }
 
-async fn journal(State(s): State<ApiState>, q: Result<Query<JournalParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn journal(
+    State(s): State<ApiState>,
+    q: Result<Query<JournalParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let p = match q {
         Ok(Query(p)) => p,
         Err(e) => return error_json(StatusCode::BAD_REQUEST, &e.body_text()).into_response(),
@@ -261,13 +351,31 @@ async fn journal(State(s): State<ApiState>, q: Result<Query<JournalParams>, axum
     };
     let limit = p.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return error_json(StatusCode::BAD_REQUEST, &format!("limit {limit} is outside 1..=10000")).into_response();
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            &format!("limit {limit} is outside 1..=10000"),
+        )
+        .into_response();
     }
-    let kinds: Vec<String> = p.kind.iter().flat_map(|k| k.split(',')).map(str::to_string).collect();
-    if let Some(bad) = kinds.iter().find(|k| k.is_empty() || !k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
-        return error_json(StatusCode::BAD_REQUEST, &format!("invalid kind {bad:?}")).into_response();
+    let kinds: Vec<String> = p
+        .kind
+        .iter()
+        .flat_map(|k| k.split(','))
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = kinds
+        .iter()
+        .find(|k| k.is_empty() || !k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    {
+        return error_json(StatusCode::BAD_REQUEST, &format!("invalid kind {bad:?}"))
+            .into_response();
     }
-    match s.store.journal(&JournalQuery { incident, after_seq: p.after, kinds, limit }) {
+    match s.store.journal(&JournalQuery {
+        incident,
+        after_seq: p.after,
+        kinds,
+        limit,
+    }) {
         Ok(list) => {
             let counts: BTreeMap<&str, usize> = list.iter().fold(BTreeMap::new(), |mut m, e| {
                 *m.entry(e.event.kind()).or_default() += 1;

@@ -21,8 +21,16 @@ fn state() -> (ApiState, Arc<SqliteStore>) {
     let mut config = Config::default();
     config.api.max_body_bytes = 4096;
     config.api.tokens = vec![
-        TokenConfig { name: "ops".into(), role: Role::Operator, sha256: token_sha256(OPERATOR) },
-        TokenConfig { name: "reader".into(), role: Role::Viewer, sha256: token_sha256(VIEWER) },
+        TokenConfig {
+            name: "ops".into(),
+            role: Role::Operator,
+            sha256: token_sha256(OPERATOR),
+        },
+        TokenConfig {
+            name: "reader".into(),
+            role: Role::Viewer,
+            sha256: token_sha256(VIEWER),
+        },
     ];
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let tokens = TokenTable::from_config(&config.api, Some(ADMIN));
@@ -36,7 +44,13 @@ fn state() -> (ApiState, Arc<SqliteStore>) {
     (s, store)
 }
 
-async fn call(s: &ApiState, method: &str, uri: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+async fn call(
+    s: &ApiState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -44,11 +58,14 @@ async fn call(s: &ApiState, method: &str, uri: &str, token: Option<&str>, body: 
     if body.is_some() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
-    let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+    let req = req
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .expect("request");
     let resp = router(s.clone()).oneshot(req).await.expect("response");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, v)
 }
 
@@ -65,26 +82,61 @@ fn seed_service() -> Vec<u8> {
 #[tokio::test]
 async fn health_endpoints_need_no_token() {
     let (s, _) = state();
-    assert_eq!(call(&s, "GET", "/healthz", None, None).await.0, StatusCode::OK);
-    assert_eq!(call(&s, "GET", "/readyz", None, None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&s, "GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, "GET", "/readyz", None, None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     s.live.write().expect("lock").ready = true;
-    assert_eq!(call(&s, "GET", "/readyz", None, None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&s, "GET", "/readyz", None, None).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn no_or_wrong_token_is_401_everywhere_else() {
     let (s, _) = state();
-    for uri in ["/api/services", "/api/graph", "/api/incidents", "/api/journal", "/api/monitoring/anomalies", "/api/recovery/actions"] {
-        assert_eq!(call(&s, "GET", uri, None, None).await.0, StatusCode::UNAUTHORIZED, "{uri}");
-        assert_eq!(call(&s, "GET", uri, Some("nope"), None).await.0, StatusCode::UNAUTHORIZED, "{uri}");
-        assert_eq!(call(&s, "GET", uri, Some(VIEWER), None).await.0, StatusCode::OK, "{uri}");
+    for uri in [
+        "/api/services",
+        "/api/graph",
+        "/api/incidents",
+        "/api/journal",
+        "/api/monitoring/anomalies",
+        "/api/recovery/actions",
+    ] {
+        assert_eq!(
+            call(&s, "GET", uri, None, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(
+            call(&s, "GET", uri, Some("nope"), None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(
+            call(&s, "GET", uri, Some(VIEWER), None).await.0,
+            StatusCode::OK,
+            "{uri}"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_seed_registration_is_stored_and_journaled() {
     let (s, store) = state();
-    let (code, v) = call(&s, "POST", "/api/discovery/register", Some(OPERATOR), Some(seed_service())).await;
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/discovery/register",
+        Some(OPERATOR),
+        Some(seed_service()),
+    )
+    .await;
     assert_eq!(code, StatusCode::CREATED, "{v}");
     assert_eq!(v["service"]["name"], "user-service");
     let (code, v) = call(&s, "GET", "/api/services/user-service", Some(VIEWER), None).await;
@@ -94,7 +146,14 @@ async fn the_seed_registration_is_stored_and_journaled() {
     let j = store.journal(&JournalQuery::default()).expect("journal");
     assert_eq!(j.len(), 1);
     assert_eq!(j[0].event.kind(), "service_registered");
-    let (code, _) = call(&s, "POST", "/api/discovery/register", Some(ADMIN), Some(seed_service())).await;
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/discovery/register",
+        Some(ADMIN),
+        Some(seed_service()),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "re-registering updates");
     let (_, g) = call(&s, "GET", "/api/graph", Some(VIEWER), None).await;
     assert_eq!(g["edges"].as_array().map(Vec::len), Some(2));
@@ -103,11 +162,28 @@ async fn the_seed_registration_is_stored_and_journaled() {
 #[tokio::test]
 async fn a_viewer_cannot_register_or_approve() {
     let (s, store) = state();
-    let (code, v) = call(&s, "POST", "/api/discovery/register", Some(VIEWER), Some(seed_service())).await;
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/discovery/register",
+        Some(VIEWER),
+        Some(seed_service()),
+    )
+    .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
-    assert!(v["error"].as_str().unwrap_or_default().contains("viewer"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("viewer"),
+        "{v}"
+    );
     assert!(store.services().expect("services").is_empty());
-    let (code, _) = call(&s, "POST", "/api/incidents/INC-00000001/approve", Some(VIEWER), None).await;
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/incidents/INC-00000001/approve",
+        Some(VIEWER),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
 }
 
@@ -119,29 +195,76 @@ async fn bad_registrations_are_400_naming_the_field_and_store_nothing() {
         (br#"{"name": "ok", "colour": "red"}"#.to_vec(), "colour"),
         (br#"{"description": "no name"}"#.to_vec(), "name"),
         (br#"{"name": "has space"}"#.to_vec(), "has space"),
-        (br#"{"name": "a", "endpoints": ["users"]}"#.to_vec(), "endpoints[0]"),
-        (br#"{"name": "a", "dependencies": [42]}"#.to_vec(), "invalid type"),
+        (
+            br#"{"name": "a", "endpoints": ["users"]}"#.to_vec(),
+            "endpoints[0]",
+        ),
+        (
+            br#"{"name": "a", "dependencies": [42]}"#.to_vec(),
+            "invalid type",
+        ),
     ];
     for (body, needle) in cases {
-        let (code, v) = call(&s, "POST", "/api/discovery/register", Some(OPERATOR), Some(body)).await;
+        let (code, v) = call(
+            &s,
+            "POST",
+            "/api/discovery/register",
+            Some(OPERATOR),
+            Some(body),
+        )
+        .await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
-        assert!(v["error"].as_str().unwrap_or_default().contains(needle), "{v} should mention {needle}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{v} should mention {needle}"
+        );
     }
-    let (code, _) = call(&s, "POST", "/api/discovery/register", Some(OPERATOR), Some(vec![b' '; 10_000])).await;
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/discovery/register",
+        Some(OPERATOR),
+        Some(vec![b' '; 10_000]),
+    )
+    .await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(store.services().expect("services").is_empty());
-    assert!(store.journal(&JournalQuery::default()).expect("journal").is_empty());
+    assert!(
+        store
+            .journal(&JournalQuery::default())
+            .expect("journal")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn approval_flow_and_its_errors() {
     let (s, store) = state();
     let id = IncidentId("INC-0000abcd".into());
-    let (code, _) = call(&s, "POST", "/api/incidents/INC-0000abcd/approve", Some(OPERATOR), None).await;
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/incidents/INC-0000abcd/approve",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let (code, v) = call(&s, "POST", "/api/incidents/not-an-id/approve", Some(OPERATOR), None).await;
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/incidents/not-an-id/approve",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap_or_default().contains("not-an-id"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not-an-id")
+    );
     store
         .upsert_incident(&warden_model::Incident {
             id: id.clone(),
@@ -155,19 +278,35 @@ async fn approval_flow_and_its_errors() {
             ranking: vec![],
         })
         .expect("incident");
-    let (code, _) = call(&s, "POST", "/api/incidents/INC-0000abcd/approve", Some(OPERATOR), None).await;
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/incidents/INC-0000abcd/approve",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::CONFLICT, "nothing pending yet");
     store
         .request_approval(&Approval {
             incident: id.clone(),
-            action: Action::Restart { target: ServiceName::parse("a").expect("name") },
+            action: Action::Restart {
+                target: ServiceName::parse("a").expect("name"),
+            },
             state: ApprovalState::Pending,
             by: None,
             requested_at: Timestamp::from_secs(2),
             decided_at: None,
         })
         .expect("request");
-    let (code, v) = call(&s, "POST", "/api/incidents/INC-0000abcd/approve", Some(OPERATOR), None).await;
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/incidents/INC-0000abcd/approve",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{v}");
     assert_eq!(v["approval"]["by"], "ops");
     let (code, v) = call(&s, "GET", "/api/incidents/INC-0000abcd", Some(VIEWER), None).await;
@@ -178,19 +317,38 @@ async fn approval_flow_and_its_errors() {
 #[tokio::test]
 async fn the_dashboard_asks_for_a_token_then_uses_the_cookie() {
     let (s, _) = state();
-    let req = Request::get("/").header(header::ACCEPT, "text/html").body(Body::empty()).expect("req");
+    let req = Request::get("/")
+        .header(header::ACCEPT, "text/html")
+        .body(Body::empty())
+        .expect("req");
     let resp = router(s.clone()).oneshot(req).await.expect("resp");
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()), Some("/login"));
+    assert_eq!(
+        resp.headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok()),
+        Some("/login")
+    );
     let req = Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!("token={VIEWER}")))
         .expect("req");
     let resp = router(s.clone()).oneshot(req).await.expect("resp");
-    let cookie = resp.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap_or_default().to_string();
-    let req = Request::get("/").header(header::COOKIE, pair).body(Body::empty()).expect("req");
+    let req = Request::get("/")
+        .header(header::COOKIE, pair)
+        .body(Body::empty())
+        .expect("req");
     let resp = router(s).oneshot(req).await.expect("resp");
     assert_eq!(resp.status(), StatusCode::OK);
     let html = resp.into_body().collect().await.expect("body").to_bytes();
@@ -200,7 +358,14 @@ async fn the_dashboard_asks_for_a_token_then_uses_the_cookie() {
 #[tokio::test]
 async fn query_parameters_are_validated() {
     let (s, _) = state();
-    for uri in ["/api/journal?limit=0", "/api/journal?limit=abc", "/api/journal?incident=x", "/api/journal?kind=DROP", "/api/journal?bogus=1", "/api/incidents?limit=999999"] {
+    for uri in [
+        "/api/journal?limit=0",
+        "/api/journal?limit=abc",
+        "/api/journal?incident=x",
+        "/api/journal?kind=DROP",
+        "/api/journal?bogus=1",
+        "/api/incidents?limit=999999",
+    ] {
         let (code, v) = call(&s, "GET", uri, Some(VIEWER), None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {v}");
     }

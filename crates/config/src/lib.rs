@@ -103,7 +103,11 @@ pub struct DiscoveryConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
-        Self { enabled: true, endpoint: "/api/discovery".into(), max_services: 10_000 }
+        Self {
+            enabled: true,
+            endpoint: "/api/discovery".into(),
+            max_services: 10_000,
+        }
     }
 }
 
@@ -334,7 +338,10 @@ pub struct IntegrationsConfig {
 
 impl Default for IntegrationsConfig {
     fn default() -> Self {
-        let off = |e: &str| Integration { enabled: false, endpoint: e.into() };
+        let off = |e: &str| Integration {
+            enabled: false,
+            endpoint: e.into(),
+        };
         Self {
             kubernetes: off("https://k8s-api-server:6443"),
             prometheus: off("http://prometheus:9090"),
@@ -364,14 +371,22 @@ impl Default for DeploymentConfig {
     fn default() -> Self {
         Self {
             replicas: 3,
-            resource_limits: Resources { cpu: "2".into(), memory: "4Gi".into() },
-            resource_requests: Resources { cpu: "500m".into(), memory: "1Gi".into() },
+            resource_limits: Resources {
+                cpu: "2".into(),
+                memory: "4Gi".into(),
+            },
+            resource_requests: Resources {
+                cpu: "500m".into(),
+                memory: "1Gi".into(),
+            },
         }
     }
 }
 
 /// API roles, from least to most privileged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read everything.
@@ -441,7 +456,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./warden-data") }
+        Self {
+            data_dir: PathBuf::from("./warden-data"),
+        }
     }
 }
 
@@ -464,7 +481,12 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {key} = {value}: {expected}")]
-    Invalid { path: String, key: String, value: String, expected: String },
+    Invalid {
+        path: String,
+        key: String,
+        value: String,
+        expected: String,
+    },
 }
 
 impl Config {
@@ -473,14 +495,19 @@ impl Config {
         if text.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Parse {
                 path: path.into(),
-                message: format!("file is {} bytes; at most {MAX_CONFIG_BYTES} accepted", text.len()),
+                message: format!(
+                    "file is {} bytes; at most {MAX_CONFIG_BYTES} accepted",
+                    text.len()
+                ),
             });
         }
         let cfg: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::Parse { path: path.into(), message: one_line_message(&e.to_string(), text) })?
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.into(),
+                message: one_line_message(&e.to_string(), text),
+            })?
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -489,8 +516,10 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
         Self::from_yaml(&text, &shown)
     }
 
@@ -506,66 +535,148 @@ impl Config {
         };
         let m = &self.services.monitoring;
         if !(m.contamination > 0.0 && m.contamination <= 0.5) {
-            return bad("services.monitoring.contamination", m.contamination.to_string(), "expected a number in (0, 0.5]");
+            return bad(
+                "services.monitoring.contamination",
+                m.contamination.to_string(),
+                "expected a number in (0, 0.5]",
+            );
         }
         if m.interval.millis() < 1000 {
-            return bad("services.monitoring.interval", m.interval.to_string(), "expected at least 1s");
+            return bad(
+                "services.monitoring.interval",
+                m.interval.to_string(),
+                "expected at least 1s",
+            );
         }
         if m.window.millis() < m.interval.millis() {
-            return bad("services.monitoring.window", m.window.to_string(), "expected at least the interval");
+            return bad(
+                "services.monitoring.window",
+                m.window.to_string(),
+                "expected at least the interval",
+            );
         }
         if !(m.z_threshold.is_finite() && m.z_threshold > 0.0) {
-            return bad("services.monitoring.z_threshold", m.z_threshold.to_string(), "expected a positive number");
+            return bad(
+                "services.monitoring.z_threshold",
+                m.z_threshold.to_string(),
+                "expected a positive number",
+            );
         }
         if m.confirm_samples == 0 || m.confirm_samples > 100 {
-            return bad("services.monitoring.confirm_samples", m.confirm_samples.to_string(), "expected 1..=100");
+            return bad(
+                "services.monitoring.confirm_samples",
+                m.confirm_samples.to_string(),
+                "expected 1..=100",
+            );
         }
         if m.min_history < 8 {
-            return bad("services.monitoring.min_history", m.min_history.to_string(), "expected at least 8");
+            return bad(
+                "services.monitoring.min_history",
+                m.min_history.to_string(),
+                "expected at least 8",
+            );
         }
         let r = &self.services.recovery;
         if r.max_replicas == 0 || r.max_replicas > warden_model::action::MAX_REPLICAS {
-            return bad("services.recovery.max_replicas", r.max_replicas.to_string(), "expected 1..=1000");
+            return bad(
+                "services.recovery.max_replicas",
+                r.max_replicas.to_string(),
+                "expected 1..=1000",
+            );
         }
         if !(r.max_scale_factor.is_finite() && r.max_scale_factor >= 1.0) {
-            return bad("services.recovery.max_scale_factor", r.max_scale_factor.to_string(), "expected a number >= 1");
+            return bad(
+                "services.recovery.max_scale_factor",
+                r.max_scale_factor.to_string(),
+                "expected a number >= 1",
+            );
         }
         if r.verify_window.millis() <= 0 {
-            return bad("services.recovery.verify_window", r.verify_window.to_string(), "expected a positive duration");
+            return bad(
+                "services.recovery.verify_window",
+                r.verify_window.to_string(),
+                "expected a positive duration",
+            );
         }
         for (i, rule) in r.allow.iter().enumerate() {
             if rule.service != "*" && ServiceName::parse(&rule.service).is_err() {
-                return bad(&format!("services.recovery.allow[{i}].service"), format!("{:?}", rule.service), "expected a service name or \"*\"");
+                return bad(
+                    &format!("services.recovery.allow[{i}].service"),
+                    format!("{:?}", rule.service),
+                    "expected a service name or \"*\"",
+                );
             }
         }
         let a = &self.analyst;
         if !(0.0..=2.0).contains(&a.temperature) {
-            return bad("analyst.temperature", a.temperature.to_string(), "expected a number in [0, 2]");
+            return bad(
+                "analyst.temperature",
+                a.temperature.to_string(),
+                "expected a number in [0, 2]",
+            );
         }
         if a.max_tokens == 0 || a.max_tokens > 200_000 {
-            return bad("analyst.max_tokens", a.max_tokens.to_string(), "expected 1..=200000");
+            return bad(
+                "analyst.max_tokens",
+                a.max_tokens.to_string(),
+                "expected 1..=200000",
+            );
         }
         if self.api.listen.parse::<SocketAddr>().is_err() {
-            return bad("api.listen", format!("{:?}", self.api.listen), "expected host:port, e.g. 127.0.0.1:8080");
+            return bad(
+                "api.listen",
+                format!("{:?}", self.api.listen),
+                "expected host:port, e.g. 127.0.0.1:8080",
+            );
         }
         if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 << 20 {
-            return bad("api.max_body_bytes", self.api.max_body_bytes.to_string(), "expected 1024..=67108864");
+            return bad(
+                "api.max_body_bytes",
+                self.api.max_body_bytes.to_string(),
+                "expected 1024..=67108864",
+            );
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
-            if t.sha256.len() != 64 || !t.sha256.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-                return bad(&format!("api.tokens[{i}].sha256"), format!("{:?}", t.sha256), "expected 64 lowercase hex digits (sha256 of the token)");
+            if t.sha256.len() != 64
+                || !t
+                    .sha256
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            {
+                return bad(
+                    &format!("api.tokens[{i}].sha256"),
+                    format!("{:?}", t.sha256),
+                    "expected 64 lowercase hex digits (sha256 of the token)",
+                );
             }
             if t.name.is_empty() {
-                return bad(&format!("api.tokens[{i}].name"), "\"\"".into(), "expected a non-empty name");
+                return bad(
+                    &format!("api.tokens[{i}].name"),
+                    "\"\"".into(),
+                    "expected a non-empty name",
+                );
             }
         }
         for (section, path_key) in [
-            ("services.discovery.endpoint", &self.services.discovery.endpoint),
-            ("services.monitoring.endpoint", &self.services.monitoring.endpoint),
-            ("services.recovery.endpoint", &self.services.recovery.endpoint),
+            (
+                "services.discovery.endpoint",
+                &self.services.discovery.endpoint,
+            ),
+            (
+                "services.monitoring.endpoint",
+                &self.services.monitoring.endpoint,
+            ),
+            (
+                "services.recovery.endpoint",
+                &self.services.recovery.endpoint,
+            ),
         ] {
             if !path_key.starts_with("/api/") {
-                return bad(section, format!("{path_key:?}"), "expected a path under /api/");
+                return bad(
+                    section,
+                    format!("{path_key:?}"),
+                    "expected a path under /api/",
+                );
             }
         }
         Ok(())
@@ -624,7 +735,10 @@ mod tests {
         let schema = Config::json_schema();
         let props = schema["properties"].as_object().expect("properties");
         for key in props.keys() {
-            assert!(EXAMPLE_YAML.contains(&format!("\n{key}:")), "example lacks section {key}");
+            assert!(
+                EXAMPLE_YAML.contains(&format!("\n{key}:")),
+                "example lacks section {key}"
+            );
         }
     }
 
@@ -639,27 +753,54 @@ mod tests {
     #[test]
     fn out_of_range_values_are_errors_naming_key_and_value() {
         let cases = [
-            ("services:\n  monitoring:\n    contamination: 0.9\n", "contamination", "0.9"),
-            ("services:\n  monitoring:\n    interval: 10ms\n", "interval", "10ms"),
+            (
+                "services:\n  monitoring:\n    contamination: 0.9\n",
+                "contamination",
+                "0.9",
+            ),
+            (
+                "services:\n  monitoring:\n    interval: 10ms\n",
+                "interval",
+                "10ms",
+            ),
             ("services:\n  recovery:\n    mode: yolo\n", "mode", "yolo"),
             ("analyst:\n  temperature: 3\n", "temperature", "3"),
             ("api:\n  listen: nowhere\n", "api.listen", "nowhere"),
-            ("api:\n  tokens:\n    - {name: a, role: admin, sha256: abc}\n", "sha256", "abc"),
-            ("services:\n  monitoring:\n    interval: soon\n", "interval", "soon"),
+            (
+                "api:\n  tokens:\n    - {name: a, role: admin, sha256: abc}\n",
+                "sha256",
+                "abc",
+            ),
+            (
+                "services:\n  monitoring:\n    interval: soon\n",
+                "interval",
+                "soon",
+            ),
         ];
         for (yaml, key, value) in cases {
-            let e = Config::from_yaml(yaml, "w.yaml").expect_err(yaml).to_string();
-            assert!(e.contains(key) && e.contains(value), "{e} should name {key} and {value}");
+            let e = Config::from_yaml(yaml, "w.yaml")
+                .expect_err(yaml)
+                .to_string();
+            assert!(
+                e.contains(key) && e.contains(value),
+                "{e} should name {key} and {value}"
+            );
         }
     }
 
     #[test]
     fn allow_rules_match_service_and_kind() {
-        let rule = AllowRule { service: "*".into(), actions: vec![ActionKind::Restart] };
+        let rule = AllowRule {
+            service: "*".into(),
+            actions: vec![ActionKind::Restart],
+        };
         let svc = ServiceName::parse("a").expect("name");
         assert!(rule.allows(&svc, ActionKind::Restart));
         assert!(!rule.allows(&svc, ActionKind::ScaleUp));
-        let only_b = AllowRule { service: "b".into(), actions: vec![ActionKind::Restart] };
+        let only_b = AllowRule {
+            service: "b".into(),
+            actions: vec![ActionKind::Restart],
+        };
         assert!(!only_b.allows(&svc, ActionKind::Restart));
     }
 

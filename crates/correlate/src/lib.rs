@@ -26,7 +26,12 @@ pub struct CorrelateParams {
 
 impl Default for CorrelateParams {
     fn default() -> Self {
-        Self { group_wait_ms: 30_000, group_interval_ms: 300_000, resolve_timeout_ms: 300_000, max_hops: 3 }
+        Self {
+            group_wait_ms: 30_000,
+            group_interval_ms: 300_000,
+            resolve_timeout_ms: 300_000,
+            max_hops: 3,
+        }
     }
 }
 
@@ -85,7 +90,11 @@ pub struct Correlator {
 impl Correlator {
     /// An empty correlator.
     pub fn new(params: CorrelateParams) -> Self {
-        Self { params, groups: Vec::new(), used_ids: VecDeque::new() }
+        Self {
+            params,
+            groups: Vec::new(),
+            used_ids: VecDeque::new(),
+        }
     }
 
     /// Open incidents' ids.
@@ -95,7 +104,14 @@ impl Correlator {
 
     /// Re-registers an incident that was open before a restart, so that its
     /// signals keep grouping into it.
-    pub fn restore(&mut self, id: IncidentId, opened_at: Timestamp, services: &[ServiceName], signals: &[String], now: Timestamp) {
+    pub fn restore(
+        &mut self,
+        id: IncidentId,
+        opened_at: Timestamp,
+        services: &[ServiceName],
+        signals: &[String],
+        now: Timestamp,
+    ) {
         if self.groups.iter().any(|g| g.id == id) {
             return;
         }
@@ -112,7 +128,11 @@ impl Correlator {
     /// Takes one signal (new or still active) seen at `now`.
     pub fn ingest(&mut self, signal: Signal, graph: &Graph, now: Timestamp) -> Vec<IncidentChange> {
         // Already known: refresh it.
-        if let Some(g) = self.groups.iter_mut().find(|g| g.fingerprints.contains_key(&signal.fingerprint)) {
+        if let Some(g) = self
+            .groups
+            .iter_mut()
+            .find(|g| g.fingerprints.contains_key(&signal.fingerprint))
+        {
             g.fingerprints.insert(signal.fingerprint.clone(), now);
             g.last_active = now;
             return vec![];
@@ -122,13 +142,20 @@ impl Correlator {
             .groups
             .iter_mut()
             .filter(|g| now.millis() - g.last_active.millis() <= p.group_interval_ms)
-            .filter(|g| g.services.iter().any(|s| within_hops(graph, s, &signal.service, p.max_hops)))
+            .filter(|g| {
+                g.services
+                    .iter()
+                    .any(|s| within_hops(graph, s, &signal.service, p.max_hops))
+            })
             .max_by_key(|g| g.last_active);
         if let Some(g) = joins {
             g.services.insert(signal.service.clone());
             g.fingerprints.insert(signal.fingerprint.clone(), now);
             g.last_active = now;
-            return vec![IncidentChange::Grouped { id: g.id.clone(), signal }];
+            return vec![IncidentChange::Grouped {
+                id: g.id.clone(),
+                signal,
+            }];
         }
         let bucket = signal.onset.millis().div_euclid(p.group_interval_ms.max(1));
         let mut id = IncidentId::derive(&signal.fingerprint, bucket);
@@ -212,7 +239,11 @@ mod tests {
     }
 
     fn sig(s: &str, m: &str, t: i64) -> Signal {
-        Signal { service: n(s), fingerprint: format!("{s}/{m}"), onset: Timestamp::from_secs(t) }
+        Signal {
+            service: n(s),
+            fingerprint: format!("{s}/{m}"),
+            onset: Timestamp::from_secs(t),
+        }
     }
 
     fn graph() -> Graph {
@@ -229,12 +260,23 @@ mod tests {
         let mut c = Correlator::new(CorrelateParams::default());
         let t = Timestamp::from_secs(1000);
         let first = c.ingest(sig("db", "error_rate", 1000), &g, t);
-        let IncidentChange::Opened { id, .. } = &first[0] else { panic!("{first:?}") };
+        let IncidentChange::Opened { id, .. } = &first[0] else {
+            panic!("{first:?}")
+        };
         let more = c.ingest(sig("user", "error_rate", 1010), &g, t.plus_secs(10));
-        assert_eq!(more, vec![IncidentChange::Grouped { id: id.clone(), signal: sig("user", "error_rate", 1010) }]);
+        assert_eq!(
+            more,
+            vec![IncidentChange::Grouped {
+                id: id.clone(),
+                signal: sig("user", "error_rate", 1010)
+            }]
+        );
         c.ingest(sig("gw", "latency", 1015), &g, t.plus_secs(15));
         // Duplicate: nothing new.
-        assert!(c.ingest(sig("db", "error_rate", 1000), &g, t.plus_secs(20)).is_empty());
+        assert!(
+            c.ingest(sig("db", "error_rate", 1000), &g, t.plus_secs(20))
+                .is_empty()
+        );
         assert_eq!(c.open_ids().len(), 1);
         // Unconnected service: its own incident.
         let other = c.ingest(sig("island", "cpu", 1020), &g, t.plus_secs(20));
@@ -249,16 +291,27 @@ mod tests {
         let t = Timestamp::from_secs(0);
         c.ingest(sig("db", "cpu", 0), &g, t);
         assert!(c.tick(t.plus_secs(10)).is_empty());
-        assert!(matches!(c.tick(t.plus_secs(30))[..], [IncidentChange::Ready { .. }]));
+        assert!(matches!(
+            c.tick(t.plus_secs(30))[..],
+            [IncidentChange::Ready { .. }]
+        ));
         assert!(c.tick(t.plus_secs(200)).is_empty());
-        assert!(matches!(c.tick(t.plus_secs(300))[..], [IncidentChange::Quiet { .. }]));
+        assert!(matches!(
+            c.tick(t.plus_secs(300))[..],
+            [IncidentChange::Quiet { .. }]
+        ));
         assert!(c.open_ids().is_empty());
     }
 
     #[test]
     fn the_same_fault_gets_the_same_id_and_a_repeat_gets_a_new_one() {
         let g = graph();
-        let id_of = |c: &mut Correlator, t: i64| match &c.ingest(sig("db", "cpu", t), &g, Timestamp::from_secs(t))[..] {
+        let id_of = |c: &mut Correlator, t: i64| match &c.ingest(
+            sig("db", "cpu", t),
+            &g,
+            Timestamp::from_secs(t),
+        )[..]
+        {
             [IncidentChange::Opened { id, .. }] => id.clone(),
             other => panic!("{other:?}"),
         };
@@ -268,6 +321,9 @@ mod tests {
         assert_eq!(first, id_of(&mut b, 1000));
         a.close(&first);
         let again = id_of(&mut a, 1010);
-        assert_ne!(first, again, "a recurrence in the same bucket is a new incident");
+        assert_ne!(
+            first, again,
+            "a recurrence in the same bucket is a new incident"
+        );
     }
 }

@@ -18,7 +18,12 @@ pub struct IsolationForestParams {
 
 impl Default for IsolationForestParams {
     fn default() -> Self {
-        Self { n_estimators: 100, max_samples: 256, contamination: 0.1, seed: 42 }
+        Self {
+            n_estimators: 100,
+            max_samples: 256,
+            contamination: 0.1,
+            seed: 42,
+        }
     }
 }
 
@@ -28,9 +33,17 @@ pub enum FitError {
     #[error("no training rows")]
     Empty,
     #[error("row {row} has {got} features, expected {expected}")]
-    Ragged { row: usize, got: usize, expected: usize },
+    Ragged {
+        row: usize,
+        got: usize,
+        expected: usize,
+    },
     #[error("row {row} feature {feature} is {value}: expected a finite number")]
-    NotFinite { row: usize, feature: usize, value: f64 },
+    NotFinite {
+        row: usize,
+        feature: usize,
+        value: f64,
+    },
     #[error("contamination {0} is outside (0, 0.5]")]
     Contamination(f64),
 }
@@ -84,10 +97,18 @@ impl IsolationForest {
         let d = rows.first().map(Vec::len).ok_or(FitError::Empty)?;
         for (r, row) in rows.iter().enumerate() {
             if row.len() != d {
-                return Err(FitError::Ragged { row: r, got: row.len(), expected: d });
+                return Err(FitError::Ragged {
+                    row: r,
+                    got: row.len(),
+                    expected: d,
+                });
             }
             if let Some((f, v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(FitError::NotFinite { row: r, feature: f, value: *v });
+                return Err(FitError::NotFinite {
+                    row: r,
+                    feature: f,
+                    value: *v,
+                });
             }
         }
         let psi = params.max_samples.min(n).max(1);
@@ -99,7 +120,12 @@ impl IsolationForest {
             let sample = sample_without_replacement(&mut rng, n, psi);
             trees.push(build_tree(rows, sample, d, max_depth, &mut rng));
         }
-        let mut forest = Self { trees, n_features: d, psi, offset: 0.0 };
+        let mut forest = Self {
+            trees,
+            n_features: d,
+            psi,
+            offset: 0.0,
+        };
         let mut scores: Vec<f64> = rows.iter().map(|r| forest.score_sample(r)).collect();
         forest.offset = percentile(&mut scores, 100.0 * params.contamination);
         Ok(forest)
@@ -150,8 +176,20 @@ fn sample_without_replacement(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     idx
 }
 
-fn build_tree(rows: &[Vec<f64>], mut sample: Vec<usize>, d: usize, max_depth: usize, rng: &mut Rng) -> Tree {
-    let mut t = Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], size: vec![] };
+fn build_tree(
+    rows: &[Vec<f64>],
+    mut sample: Vec<usize>,
+    d: usize,
+    max_depth: usize,
+    rng: &mut Rng,
+) -> Tree {
+    let mut t = Tree {
+        feature: vec![],
+        threshold: vec![],
+        left: vec![],
+        right: vec![],
+        size: vec![],
+    };
     // Explicit stack of (node id, start, end, depth) over `sample`.
     let new_node = |t: &mut Tree, size: usize| {
         t.feature.push(LEAF);
@@ -222,7 +260,11 @@ fn path_length(t: &Tree, x: &[f64]) -> f64 {
         if f == LEAF {
             return depth + average_path_length(t.size[node] as usize);
         }
-        node = if x[f as usize] <= t.threshold[node] { t.left[node] } else { t.right[node] } as usize;
+        node = if x[f as usize] <= t.threshold[node] {
+            t.left[node]
+        } else {
+            t.right[node]
+        } as usize;
         depth += 1.0;
     }
 }
@@ -246,7 +288,14 @@ mod tests {
     fn blob(seed: u64, n: usize) -> Vec<Vec<f64>> {
         let mut r = Rng::new(seed);
         (0..n)
-            .map(|_| vec![0.4 + 0.02 * r.normal(), 0.6 + 0.01 * r.normal(), 100.0 + 5.0 * r.normal(), 0.01 + 0.002 * r.normal()])
+            .map(|_| {
+                vec![
+                    0.4 + 0.02 * r.normal(),
+                    0.6 + 0.01 * r.normal(),
+                    100.0 + 5.0 * r.normal(),
+                    0.01 + 0.002 * r.normal(),
+                ]
+            })
             .collect()
     }
 
@@ -275,7 +324,14 @@ mod tests {
     fn contamination_sets_the_share_of_training_outliers() {
         let rows = blob(2, 2000);
         for c in [0.05, 0.1, 0.2] {
-            let f = IsolationForest::fit(&rows, &IsolationForestParams { contamination: c, ..Default::default() }).expect("fit");
+            let f = IsolationForest::fit(
+                &rows,
+                &IsolationForestParams {
+                    contamination: c,
+                    ..Default::default()
+                },
+            )
+            .expect("fit");
             let share = rows.iter().filter(|r| f.is_outlier(r)).count() as f64 / rows.len() as f64;
             assert!((share - c).abs() < 0.01, "contamination {c}: share {share}");
         }
@@ -297,11 +353,18 @@ mod tests {
     fn bad_training_data_is_refused_naming_the_value() {
         let p = IsolationForestParams::default();
         assert_eq!(IsolationForest::fit(&[], &p).err(), Some(FitError::Empty));
-        let e = IsolationForest::fit(&[vec![1.0, 2.0], vec![1.0]], &p).err().expect("ragged");
+        let e = IsolationForest::fit(&[vec![1.0, 2.0], vec![1.0]], &p).expect_err("ragged");
         assert!(e.to_string().contains("row 1"));
-        let e = IsolationForest::fit(&[vec![1.0, f64::NAN]], &p).err().expect("nan");
+        let e = IsolationForest::fit(&[vec![1.0, f64::NAN]], &p).expect_err("nan");
         assert!(e.to_string().contains("NaN"));
-        let e = IsolationForest::fit(&[vec![1.0]], &IsolationForestParams { contamination: 0.7, ..p }).err();
+        let e = IsolationForest::fit(
+            &[vec![1.0]],
+            &IsolationForestParams {
+                contamination: 0.7,
+                ..p
+            },
+        )
+        .err();
         assert_eq!(e, Some(FitError::Contamination(0.7)));
     }
 

@@ -80,7 +80,14 @@ pub struct RobustDetector {
 impl RobustDetector {
     /// A detector with no history.
     pub fn new(params: RobustParams) -> Self {
-        Self { params, buf: VecDeque::new(), streak: 0, onset_ms: None, last: None, scratch: Vec::new() }
+        Self {
+            params,
+            buf: VecDeque::new(),
+            streak: 0,
+            onset_ms: None,
+            last: None,
+            scratch: Vec::new(),
+        }
     }
 
     /// Points in the baseline window.
@@ -125,10 +132,24 @@ impl RobustDetector {
     /// values are ignored (scored as not anomalous, not added).
     pub fn observe(&mut self, ts_ms: i64, value: f64) -> RobustScore {
         if !value.is_finite() {
-            return self.last.unwrap_or(RobustScore { baseline: f64::NAN, scale: f64::NAN, z: 0.0, exceeds: false, anomalous: false, onset_ms: None });
+            return self.last.unwrap_or(RobustScore {
+                baseline: f64::NAN,
+                scale: f64::NAN,
+                z: 0.0,
+                exceeds: false,
+                anomalous: false,
+                onset_ms: None,
+            });
         }
         let score = match self.baseline() {
-            None => RobustScore { baseline: value, scale: 0.0, z: 0.0, exceeds: false, anomalous: false, onset_ms: None },
+            None => RobustScore {
+                baseline: value,
+                scale: 0.0,
+                z: 0.0,
+                exceeds: false,
+                anomalous: false,
+                onset_ms: None,
+            },
             Some((med, scale)) => {
                 let p = &self.params;
                 let z = (value - med) / scale;
@@ -138,7 +159,8 @@ impl RobustDetector {
                     Direction::Down => delta < 0.0,
                     Direction::Both => true,
                 };
-                let big_enough = delta.abs() >= p.min_abs_delta && delta.abs() >= p.min_rel_delta * med.abs();
+                let big_enough =
+                    delta.abs() >= p.min_abs_delta && delta.abs() >= p.min_rel_delta * med.abs();
                 let exceeds = directional && big_enough && z.abs() >= p.z_threshold;
                 if exceeds {
                     self.streak += 1;
@@ -159,7 +181,10 @@ impl RobustDetector {
         };
         self.buf.push_back((ts_ms, value));
         while self.buf.len() > self.params.max_points
-            || self.buf.front().is_some_and(|(t, _)| *t < ts_ms - self.params.window_ms)
+            || self
+                .buf
+                .front()
+                .is_some_and(|(t, _)| *t < ts_ms - self.params.window_ms)
         {
             self.buf.pop_front();
         }
@@ -191,7 +216,13 @@ mod tests {
     use warden_model::Rng;
 
     fn params() -> RobustParams {
-        RobustParams { min_history: 20, z_threshold: 6.0, confirm: 2, direction: Direction::Up, ..Default::default() }
+        RobustParams {
+            min_history: 20,
+            z_threshold: 6.0,
+            confirm: 2,
+            direction: Direction::Up,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -212,7 +243,10 @@ mod tests {
             assert!(!s.anomalous, "false alarm at {t}: z {}", s.z);
         }
         let first = d.observe(t + 15_000, 180.0);
-        assert!(first.exceeds && !first.anomalous, "one point is not yet an anomaly");
+        assert!(
+            first.exceeds && !first.anomalous,
+            "one point is not yet an anomaly"
+        );
         let second = d.observe(t + 30_000, 185.0);
         assert!(second.anomalous);
         assert_eq!(second.onset_ms, Some(t + 15_000));
@@ -222,7 +256,10 @@ mod tests {
 
     #[test]
     fn direction_and_effect_size_filter_departures() {
-        let mut d = RobustDetector::new(RobustParams { min_rel_delta: 0.5, ..params() });
+        let mut d = RobustDetector::new(RobustParams {
+            min_rel_delta: 0.5,
+            ..params()
+        });
         for i in 0..50 {
             d.observe(i * 1000, 10.0 + (i % 3) as f64 * 0.01);
         }
@@ -235,7 +272,10 @@ mod tests {
 
     #[test]
     fn window_evicts_old_points_and_non_finite_values_are_ignored() {
-        let mut d = RobustDetector::new(RobustParams { window_ms: 10_000, ..params() });
+        let mut d = RobustDetector::new(RobustParams {
+            window_ms: 10_000,
+            ..params()
+        });
         for i in 0..100 {
             d.observe(i * 1000, 1.0);
         }

@@ -24,16 +24,33 @@ pub enum Action {
     /// Restart every replica (rolling).
     Restart { target: ServiceName },
     /// Set configuration `key` to `value`.
-    ConfigUpdate { target: ServiceName, key: String, value: String },
+    ConfigUpdate {
+        target: ServiceName,
+        key: String,
+        value: String,
+    },
     /// Roll back to `revision` (the previous one when absent).
-    Rollback { target: ServiceName, revision: Option<u64> },
+    Rollback {
+        target: ServiceName,
+        revision: Option<u64>,
+    },
     /// Do nothing, with the reason.
     None { reason: String },
 }
 
 /// The kind of an action, without its parameters (for allowlists).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -109,7 +126,9 @@ impl Action {
                 params.insert("key".into(), Value::from(key.as_str()));
                 params.insert("value".into(), Value::from(value.as_str()));
             }
-            Action::Rollback { revision: Some(r), .. } => {
+            Action::Rollback {
+                revision: Some(r), ..
+            } => {
                 params.insert("revision".into(), Value::from(*r));
             }
             Action::None { reason } => {
@@ -128,7 +147,9 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::ScaleUp { target, replicas } => write!(f, "scale_up {target} to {replicas} replicas"),
+            Action::ScaleUp { target, replicas } => {
+                write!(f, "scale_up {target} to {replicas} replicas")
+            }
             Action::ScaleDown { target, replicas } => {
                 write!(f, "scale_down {target} to {replicas} replicas")
             }
@@ -136,10 +157,16 @@ impl fmt::Display for Action {
             Action::ConfigUpdate { target, key, value } => {
                 write!(f, "config_update {target} {key}={value}")
             }
-            Action::Rollback { target, revision: Some(r) } => {
+            Action::Rollback {
+                target,
+                revision: Some(r),
+            } => {
                 write!(f, "rollback {target} to revision {r}")
             }
-            Action::Rollback { target, revision: None } => {
+            Action::Rollback {
+                target,
+                revision: None,
+            } => {
                 write!(f, "rollback {target} to the previous revision")
             }
             Action::None { reason } => write!(f, "none ({reason})"),
@@ -171,7 +198,12 @@ pub enum ActionError {
     #[error("action {action}: missing parameter {param:?}")]
     Missing { action: String, param: &'static str },
     #[error("action {action}: parameter {param:?} = {value} is invalid: {expected}")]
-    Invalid { action: String, param: String, value: String, expected: &'static str },
+    Invalid {
+        action: String,
+        param: String,
+        value: String,
+        expected: &'static str,
+    },
     #[error("action {action}: unknown parameter {param:?}")]
     UnknownParam { action: String, param: String },
 }
@@ -191,7 +223,10 @@ impl PlanStep {
             ActionKind::None => &["reason"],
         };
         if let Some(p) = self.params.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ActionError::UnknownParam { action: act, param: p.clone() });
+            return Err(ActionError::UnknownParam {
+                action: act,
+                param: p.clone(),
+            });
         }
         if kind == ActionKind::None {
             let reason = match self.params.get("reason") {
@@ -227,29 +262,45 @@ impl PlanStep {
             ActionKind::Restart => Action::Restart { target },
             ActionKind::ConfigUpdate => {
                 let get = |param: &'static str| {
-                    self.params
-                        .get(param)
-                        .ok_or(ActionError::Missing { action: act.clone(), param })
+                    self.params.get(param).ok_or(ActionError::Missing {
+                        action: act.clone(),
+                        param,
+                    })
                 };
                 let kv = get("key")?;
                 let key = kv
                     .as_str()
                     .filter(|k| is_config_key(k))
-                    .ok_or_else(|| invalid("key", kv, "a config key of 1-128 letters, digits, '.', '_', '-'"))?
+                    .ok_or_else(|| {
+                        invalid(
+                            "key",
+                            kv,
+                            "a config key of 1-128 letters, digits, '.', '_', '-'",
+                        )
+                    })?
                     .to_string();
                 let vv = get("value")?;
                 let value = match vv {
                     Value::String(s) if s.len() <= 1024 => s.clone(),
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    _ => return Err(invalid("value", vv, "a string of at most 1024 bytes, a number or a boolean")),
+                    _ => {
+                        return Err(invalid(
+                            "value",
+                            vv,
+                            "a string of at most 1024 bytes, a number or a boolean",
+                        ));
+                    }
                 };
                 Action::ConfigUpdate { target, key, value }
             }
             ActionKind::Rollback => {
                 let revision = match self.params.get("revision") {
                     None | Some(Value::Null) => None,
-                    Some(v) => Some(v.as_u64().ok_or_else(|| invalid("revision", v, "a non-negative integer"))?),
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| invalid("revision", v, "a non-negative integer"))?,
+                    ),
                 };
                 Action::Rollback { target, revision }
             }
@@ -262,7 +313,8 @@ impl PlanStep {
 pub fn is_config_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 128
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A gate's verdict on one action.
@@ -304,17 +356,31 @@ mod tests {
 
     #[test]
     fn seed_shaped_steps_parse_into_actions() {
-        let a = step(json!({"action": "scale_up", "target": "user-service", "params": {"replicas": 4}}));
+        let a = step(
+            json!({"action": "scale_up", "target": "user-service", "params": {"replicas": 4}}),
+        );
         assert_eq!(
             a.parse(),
-            Ok(Action::ScaleUp { target: ServiceName::parse("user-service").expect("name"), replicas: 4 })
+            Ok(Action::ScaleUp {
+                target: ServiceName::parse("user-service").expect("name"),
+                replicas: 4
+            })
         );
-        let c = step(json!({"action": "config_update", "target": "x", "params": {"key": "pool.size", "value": 50}}));
+        let c = step(
+            json!({"action": "config_update", "target": "x", "params": {"key": "pool.size", "value": 50}}),
+        );
         assert!(matches!(c.parse(), Ok(Action::ConfigUpdate { value, .. }) if value == "50"));
         for a in [
-            Action::Restart { target: ServiceName::parse("x").expect("name") },
-            Action::Rollback { target: ServiceName::parse("x").expect("name"), revision: Some(3) },
-            Action::None { reason: "healthy".into() },
+            Action::Restart {
+                target: ServiceName::parse("x").expect("name"),
+            },
+            Action::Rollback {
+                target: ServiceName::parse("x").expect("name"),
+                revision: Some(3),
+            },
+            Action::None {
+                reason: "healthy".into(),
+            },
         ] {
             assert_eq!(a.to_step().parse(), Ok(a));
         }
@@ -323,17 +389,41 @@ mod tests {
     #[test]
     fn hostile_or_malformed_steps_are_refused_with_the_value() {
         let cases = [
-            (json!({"action": "delete_namespace", "target": "x"}), "delete_namespace"),
-            (json!({"action": "scale_up", "target": "x", "params": {"replicas": 0}}), "replicas"),
-            (json!({"action": "scale_up", "target": "x", "params": {"replicas": "4"}}), "\"4\""),
-            (json!({"action": "scale_up", "target": "x", "params": {"replicas": 99999}}), "99999"),
-            (json!({"action": "restart", "target": "x; rm -rf /"}), "rm -rf"),
-            (json!({"action": "restart", "target": "x", "params": {"force": true}}), "force"),
-            (json!({"action": "config_update", "target": "x", "params": {"key": "a b", "value": 1}}), "a b"),
+            (
+                json!({"action": "delete_namespace", "target": "x"}),
+                "delete_namespace",
+            ),
+            (
+                json!({"action": "scale_up", "target": "x", "params": {"replicas": 0}}),
+                "replicas",
+            ),
+            (
+                json!({"action": "scale_up", "target": "x", "params": {"replicas": "4"}}),
+                "\"4\"",
+            ),
+            (
+                json!({"action": "scale_up", "target": "x", "params": {"replicas": 99999}}),
+                "99999",
+            ),
+            (
+                json!({"action": "restart", "target": "x; rm -rf /"}),
+                "rm -rf",
+            ),
+            (
+                json!({"action": "restart", "target": "x", "params": {"force": true}}),
+                "force",
+            ),
+            (
+                json!({"action": "config_update", "target": "x", "params": {"key": "a b", "value": 1}}),
+                "a b",
+            ),
         ];
         for (v, needle) in cases {
             let err = step(v.clone()).parse().expect_err(&v.to_string());
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 }

@@ -23,9 +23,19 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChangeKind {
-    Deploy { from_revision: u64, to_revision: u64 },
-    Config { key: String, old: String, new: String },
-    Scale { from: u32, to: u32 },
+    Deploy {
+        from_revision: u64,
+        to_revision: u64,
+    },
+    Config {
+        key: String,
+        old: String,
+        new: String,
+    },
+    Scale {
+        from: u32,
+        to: u32,
+    },
     Restart,
 }
 
@@ -38,14 +48,29 @@ impl Change {
     /// One line for reports.
     pub fn describe(&self) -> String {
         match &self.kind {
-            ChangeKind::Deploy { from_revision, to_revision } => {
-                format!("{} rolled out revision {to_revision} (was {from_revision}) at {} by {}", self.service, self.ts, self.actor)
+            ChangeKind::Deploy {
+                from_revision,
+                to_revision,
+            } => {
+                format!(
+                    "{} rolled out revision {to_revision} (was {from_revision}) at {} by {}",
+                    self.service, self.ts, self.actor
+                )
             }
             ChangeKind::Config { key, old, new } => {
-                format!("{} config {key} changed {old:?} → {new:?} at {} by {}", self.service, self.ts, self.actor)
+                format!(
+                    "{} config {key} changed {old:?} → {new:?} at {} by {}",
+                    self.service, self.ts, self.actor
+                )
             }
-            ChangeKind::Scale { from, to } => format!("{} scaled {from} → {to} at {} by {}", self.service, self.ts, self.actor),
-            ChangeKind::Restart => format!("{} restarted at {} by {}", self.service, self.ts, self.actor),
+            ChangeKind::Scale { from, to } => format!(
+                "{} scaled {from} → {to} at {} by {}",
+                self.service, self.ts, self.actor
+            ),
+            ChangeKind::Restart => format!(
+                "{} restarted at {} by {}",
+                self.service, self.ts, self.actor
+            ),
         }
     }
 }

@@ -32,12 +32,20 @@ impl EdgeStats {
 
     /// Fraction of observed calls that failed.
     pub fn error_rate(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.errors as f64 / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.calls as f64
+        }
     }
 
     /// Mean observed latency in milliseconds.
     pub fn latency_ms_avg(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.latency_ms_sum / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.latency_ms_sum / self.calls as f64
+        }
     }
 
     /// Observed calls per second between first and last sighting.
@@ -89,7 +97,10 @@ impl Graph {
     ) {
         self.add_node(caller);
         self.add_node(callee);
-        let e = self.edges.entry((caller.clone(), callee.clone())).or_default();
+        let e = self
+            .edges
+            .entry((caller.clone(), callee.clone()))
+            .or_default();
         e.calls += 1;
         e.errors += u64::from(error);
         e.latency_ms_sum += latency_ms;
@@ -137,7 +148,10 @@ impl Graph {
 
     /// Services that call `s`.
     pub fn callers<'a>(&'a self, s: &'a ServiceName) -> impl Iterator<Item = &'a ServiceName> + 'a {
-        self.edges.keys().filter(move |(_, b)| b == s).map(|(a, _)| a)
+        self.edges
+            .keys()
+            .filter(move |(_, b)| b == s)
+            .map(|(a, _)| a)
     }
 
     /// Services connected to `s` by an edge in either direction.
@@ -229,8 +243,14 @@ mod tests {
         g.declare(&n("user"), &n("db"));
         g.declare(&n("user"), &n("auth"));
         g.add_node(&n("lonely"));
-        assert_eq!(g.callees(&n("user")).cloned().collect::<Vec<_>>(), vec![n("auth"), n("db")]);
-        assert_eq!(g.callers(&n("db")).cloned().collect::<Vec<_>>(), vec![n("user")]);
+        assert_eq!(
+            g.callees(&n("user")).cloned().collect::<Vec<_>>(),
+            vec![n("auth"), n("db")]
+        );
+        assert_eq!(
+            g.callers(&n("db")).cloned().collect::<Vec<_>>(),
+            vec![n("user")]
+        );
         assert_eq!(g.downstream(&n("gw")).len(), 3);
         assert!(g.connected(&n("db"), &n("auth")));
         assert!(!g.connected(&n("db"), &n("lonely")));

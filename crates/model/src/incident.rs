@@ -55,8 +55,11 @@ impl IncidentId {
     /// Parses an id given by a user (`INC-` and 8 lowercase hex digits).
     pub fn parse(s: &str) -> Option<Self> {
         let hex = s.strip_prefix("INC-")?;
-        (hex.len() == 8 && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
-            .then(|| Self(s.to_string()))
+        (hex.len() == 8
+            && hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+        .then(|| Self(s.to_string()))
     }
 
     /// The id as text.

@@ -25,29 +25,57 @@ pub struct JournalEntry {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JournalEvent {
     /// A service joined the catalog (seed event).
-    ServiceRegistered { service: ServiceName, source: String, dependencies: Vec<ServiceName> },
+    ServiceRegistered {
+        service: ServiceName,
+        source: String,
+        dependencies: Vec<ServiceName>,
+    },
     /// The simulator injected a fault (demo only; ground truth never read by
     /// the detectors or the ranker).
-    FaultInjected { scenario: String, target: ServiceName, detail: String },
+    FaultInjected {
+        scenario: String,
+        target: ServiceName,
+        detail: String,
+    },
     /// A metric left its baseline (seed event).
     MetricAnomaly { anomaly: Anomaly },
     /// Signals were grouped into a new incident.
-    IncidentOpened { title: String, services: Vec<ServiceName>, signals: Vec<String> },
+    IncidentOpened {
+        title: String,
+        services: Vec<ServiceName>,
+        signals: Vec<String>,
+    },
     /// A further signal joined an open incident.
     SignalGrouped { signal: String },
     /// Root-cause candidates, best first.
     RootCauseRanked { candidates: Vec<Candidate> },
     /// The service identified as the fault's origin (seed event).
-    ServiceFault { service: String, metric: String, score: f64, evidence: Vec<String> },
+    ServiceFault {
+        service: String,
+        metric: String,
+        score: f64,
+        evidence: Vec<String>,
+    },
     /// An analyst's answer (`kind`: anomaly_analysis, recovery_plan, …).
-    Analysis { analyst: String, kind: String, body: Value },
+    Analysis {
+        analyst: String,
+        kind: String,
+        body: Value,
+    },
     /// A recovery plan's steps as proposed.
-    PlanProposed { analyst: String, steps: Vec<PlanStep> },
+    PlanProposed {
+        analyst: String,
+        steps: Vec<PlanStep>,
+    },
     /// A plan step that did not parse into an action, or named an unknown
     /// service; dropped.
     PlanStepRejected { step: PlanStep, reason: String },
     /// One gate's verdict on one action.
-    GateDecision { action: Action, gate: String, decision: Decision },
+    GateDecision {
+        action: Action,
+        gate: String,
+        decision: Decision,
+    },
     /// The action would have run, but the mode is dry-run or observe.
     ActionDryRun { action: Action, mode: String },
     /// The plan waits for an operator.
@@ -63,7 +91,11 @@ pub enum JournalEvent {
     /// The result of verification.
     VerificationResult { recovered: bool, detail: String },
     /// An action was reverted after verification failed.
-    ActionUndone { action: Action, undo: Action, reason: String },
+    ActionUndone {
+        action: Action,
+        undo: Action,
+        reason: String,
+    },
     /// The incident is over.
     IncidentResolved { reason: String },
     /// A human is needed.
@@ -101,23 +133,38 @@ impl JournalEvent {
     /// One line for the terminal timeline and `incident show`.
     pub fn summary(&self) -> String {
         match self {
-            JournalEvent::ServiceRegistered { service, source, dependencies } => {
+            JournalEvent::ServiceRegistered {
+                service,
+                source,
+                dependencies,
+            } => {
                 let deps: Vec<&str> = dependencies.iter().map(|d| d.as_str()).collect();
-                format!("service {service} registered ({source}; depends on [{}])", deps.join(", "))
+                format!(
+                    "service {service} registered ({source}; depends on [{}])",
+                    deps.join(", ")
+                )
             }
-            JournalEvent::FaultInjected { scenario, target, detail } => {
+            JournalEvent::FaultInjected {
+                scenario,
+                target,
+                detail,
+            } => {
                 format!("fault injected: {scenario} on {target} ({detail})")
             }
             JournalEvent::MetricAnomaly { anomaly } => format!("anomaly: {}", anomaly.reason),
             JournalEvent::IncidentOpened { title, .. } => format!("incident opened: {title}"),
-            JournalEvent::SignalGrouped { signal } => format!("signal {signal} grouped into incident"),
+            JournalEvent::SignalGrouped { signal } => {
+                format!("signal {signal} grouped into incident")
+            }
             JournalEvent::RootCauseRanked { candidates } => {
                 let top: Vec<String> = candidates
                     .iter()
                     .filter(|c| c.score > 0.0)
                     .take(3)
                     .enumerate()
-                    .map(|(i, c)| format!("#{} {} ({}, {:.2})", i + 1, c.service, c.metric, c.score))
+                    .map(|(i, c)| {
+                        format!("#{} {} ({}, {:.2})", i + 1, c.service, c.metric, c.score)
+                    })
                     .collect();
                 if top.is_empty() {
                     "root causes ranked: no service shows a significant change".to_string()
@@ -125,47 +172,92 @@ impl JournalEvent {
                     format!("root causes ranked: {}", top.join(", "))
                 }
             }
-            JournalEvent::ServiceFault { service, metric, evidence, .. } => format!(
+            JournalEvent::ServiceFault {
+                service,
+                metric,
+                evidence,
+                ..
+            } => format!(
                 "service fault: {service} ({metric}){}",
-                evidence.first().map(|e| format!(" — {e}")).unwrap_or_default()
+                evidence
+                    .first()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default()
             ),
-            JournalEvent::Analysis { analyst, kind, body } => {
+            JournalEvent::Analysis {
+                analyst,
+                kind,
+                body,
+            } => {
                 let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("");
-                format!("{kind} by {analyst} analyst{}", if status.is_empty() { String::new() } else { format!(": {status}") })
+                format!(
+                    "{kind} by {analyst} analyst{}",
+                    if status.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {status}")
+                    }
+                )
             }
             JournalEvent::PlanProposed { analyst, steps } => {
                 let s: Vec<String> = steps
                     .iter()
-                    .map(|p| p.parse().map(|a| a.to_string()).unwrap_or_else(|_| p.action.clone()))
+                    .map(|p| {
+                        p.parse()
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|_| p.action.clone())
+                    })
                     .collect();
                 format!("plan by {analyst}: {}", s.join("; "))
             }
             JournalEvent::PlanStepRejected { step, reason } => {
                 format!("plan step {:?} rejected: {reason}", step.action)
             }
-            JournalEvent::GateDecision { action, gate, decision } => match decision {
+            JournalEvent::GateDecision {
+                action,
+                gate,
+                decision,
+            } => match decision {
                 Decision::Allow => format!("gate {gate}: allow {action}"),
                 Decision::Deny { reason } => format!("gate {gate}: DENY {action}: {reason}"),
                 Decision::NeedsApproval { reason } => {
                     format!("gate {gate}: needs approval for {action}: {reason}")
                 }
             },
-            JournalEvent::ActionDryRun { action, mode } => format!("{mode}: would {action} (not executed)"),
+            JournalEvent::ActionDryRun { action, mode } => {
+                format!("{mode}: would {action} (not executed)")
+            }
             JournalEvent::ApprovalRequested { action } => format!("awaiting approval: {action}"),
             JournalEvent::ApprovalDecided { approved, by } => {
-                format!("{} by {by}", if *approved { "approved" } else { "rejected" })
+                format!(
+                    "{} by {by}",
+                    if *approved { "approved" } else { "rejected" }
+                )
             }
             JournalEvent::ActionExecuted { receipt } => {
                 format!("executed {}: {}", receipt.action, receipt.change)
             }
-            JournalEvent::ActionFailed { action, error } => format!("action {action} failed: {error}"),
+            JournalEvent::ActionFailed { action, error } => {
+                format!("action {action} failed: {error}")
+            }
             JournalEvent::VerificationStarted { action, deadline } => {
                 format!("verifying {action} until {deadline}")
             }
             JournalEvent::VerificationResult { recovered, detail } => {
-                format!("verification: {} ({detail})", if *recovered { "recovered" } else { "NOT recovered" })
+                format!(
+                    "verification: {} ({detail})",
+                    if *recovered {
+                        "recovered"
+                    } else {
+                        "NOT recovered"
+                    }
+                )
             }
-            JournalEvent::ActionUndone { action, undo, reason } => {
+            JournalEvent::ActionUndone {
+                action,
+                undo,
+                reason,
+            } => {
                 format!("undid {action} with {undo}: {reason}")
             }
             JournalEvent::IncidentResolved { reason } => format!("incident resolved: {reason}"),
@@ -184,7 +276,9 @@ mod tests {
             seq: 7,
             ts: Timestamp::from_secs(60),
             incident: Some(IncidentId("INC-0000abcd".into())),
-            event: JournalEvent::IncidentResolved { reason: "signals recovered".into() },
+            event: JournalEvent::IncidentResolved {
+                reason: "signals recovered".into(),
+            },
         };
         let v = serde_json::to_value(&e).expect("serializes");
         assert_eq!(v["type"], "incident_resolved");

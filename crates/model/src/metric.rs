@@ -8,7 +8,17 @@ use crate::{ServiceName, Timestamp};
 
 /// A per-service signal. Units are fixed per metric (see each variant).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -113,7 +123,10 @@ mod tests {
     fn metric_names_round_trip() {
         for m in Metric::ALL {
             assert_eq!(Metric::parse(m.as_str()), Some(m));
-            assert_eq!(serde_json::to_string(&m).ok(), Some(format!("\"{}\"", m.as_str())));
+            assert_eq!(
+                serde_json::to_string(&m).ok(),
+                Some(format!("\"{}\"", m.as_str()))
+            );
         }
         assert_eq!(Metric::parse("cpu"), None);
     }

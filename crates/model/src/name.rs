@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn accepts_kubernetes_style_names() {
         for n in ["user-service", "a", "db.primary", "svc_2", "API-Gateway"] {
-            assert_eq!(ServiceName::parse(n).map(|s| s.to_string()), Ok(n.to_string()));
+            assert_eq!(
+                ServiceName::parse(n).map(|s| s.to_string()),
+                Ok(n.to_string())
+            );
         }
     }
 
@@ -103,6 +106,9 @@ mod tests {
             let e = ServiceName::parse(n).expect_err(n);
             assert!(e.to_string().contains(n), "{e}");
         }
-        assert!(matches!(ServiceName::parse(&"a".repeat(300)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            ServiceName::parse(&"a".repeat(300)),
+            Err(NameError::TooLong(_))
+        ));
     }
 }

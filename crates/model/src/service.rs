@@ -48,32 +48,68 @@ pub struct RegistrationError {
 impl Registration {
     /// Checks every field and builds the catalog entry.
     pub fn validate(self, source: &str, now: Timestamp) -> Result<Service, RegistrationError> {
-        let err = |field: &str, message: String| RegistrationError { field: field.into(), message };
+        let err = |field: &str, message: String| RegistrationError {
+            field: field.into(),
+            message,
+        };
         let name = ServiceName::parse(&self.name).map_err(|e| err("name", e.to_string()))?;
         if self.description.len() > MAX_DESCRIPTION {
-            return Err(err("description", format!("{} bytes; at most {MAX_DESCRIPTION} accepted", self.description.len())));
+            return Err(err(
+                "description",
+                format!(
+                    "{} bytes; at most {MAX_DESCRIPTION} accepted",
+                    self.description.len()
+                ),
+            ));
         }
-        if self.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             return Err(err("description", "contains control characters".into()));
         }
         if self.endpoints.len() > MAX_LIST {
-            return Err(err("endpoints", format!("{} entries; at most {MAX_LIST} accepted", self.endpoints.len())));
+            return Err(err(
+                "endpoints",
+                format!(
+                    "{} entries; at most {MAX_LIST} accepted",
+                    self.endpoints.len()
+                ),
+            ));
         }
         for (i, e) in self.endpoints.iter().enumerate() {
-            let ok = e.starts_with('/') && e.len() <= MAX_ENDPOINT && e.chars().all(|c| c.is_ascii_graphic());
+            let ok = e.starts_with('/')
+                && e.len() <= MAX_ENDPOINT
+                && e.chars().all(|c| c.is_ascii_graphic());
             if !ok {
                 let shown: String = e.chars().take(80).collect();
-                return Err(err(&format!("endpoints[{i}]"), format!("{shown:?} is not a path (expected /…, printable ASCII, at most {MAX_ENDPOINT} bytes)")));
+                return Err(err(
+                    &format!("endpoints[{i}]"),
+                    format!(
+                        "{shown:?} is not a path (expected /…, printable ASCII, at most {MAX_ENDPOINT} bytes)"
+                    ),
+                ));
             }
         }
         if self.dependencies.len() > MAX_LIST {
-            return Err(err("dependencies", format!("{} entries; at most {MAX_LIST} accepted", self.dependencies.len())));
+            return Err(err(
+                "dependencies",
+                format!(
+                    "{} entries; at most {MAX_LIST} accepted",
+                    self.dependencies.len()
+                ),
+            ));
         }
         let mut dependencies = Vec::with_capacity(self.dependencies.len());
         for (i, d) in self.dependencies.iter().enumerate() {
-            let dep = ServiceName::parse(d).map_err(|e| err(&format!("dependencies[{i}]"), e.to_string()))?;
+            let dep = ServiceName::parse(d)
+                .map_err(|e| err(&format!("dependencies[{i}]"), e.to_string()))?;
             if dep == name {
-                return Err(err(&format!("dependencies[{i}]"), format!("{d:?} is the service itself")));
+                return Err(err(
+                    &format!("dependencies[{i}]"),
+                    format!("{d:?} is the service itself"),
+                ));
             }
             if !dependencies.contains(&dep) {
                 dependencies.push(dep);
@@ -95,7 +131,9 @@ mod tests {
     use super::*;
 
     fn reg(v: serde_json::Value) -> Result<Service, RegistrationError> {
-        serde_json::from_value::<Registration>(v).expect("shape").validate("registration", Timestamp::from_secs(0))
+        serde_json::from_value::<Registration>(v)
+            .expect("shape")
+            .validate("registration", Timestamp::from_secs(0))
     }
 
     #[test]
@@ -114,10 +152,22 @@ mod tests {
     fn bad_fields_are_named() {
         let cases = [
             (serde_json::json!({"name": "bad name"}), "name"),
-            (serde_json::json!({"name": "a", "endpoints": ["users"]}), "endpoints[0]"),
-            (serde_json::json!({"name": "a", "dependencies": ["ok", "x y"]}), "dependencies[1]"),
-            (serde_json::json!({"name": "a", "dependencies": ["a"]}), "dependencies[0]"),
-            (serde_json::json!({"name": "a", "description": "x".repeat(5000)}), "description"),
+            (
+                serde_json::json!({"name": "a", "endpoints": ["users"]}),
+                "endpoints[0]",
+            ),
+            (
+                serde_json::json!({"name": "a", "dependencies": ["ok", "x y"]}),
+                "dependencies[1]",
+            ),
+            (
+                serde_json::json!({"name": "a", "dependencies": ["a"]}),
+                "dependencies[0]",
+            ),
+            (
+                serde_json::json!({"name": "a", "description": "x".repeat(5000)}),
+                "description",
+            ),
         ];
         for (v, field) in cases {
             let e = reg(v).expect_err(field);

@@ -225,7 +225,9 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, DurationError> {
 
 /// A duration that could not be parsed; holds the text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid duration {0:?}: expected a number with a unit (ms, s, m, h, d, w), e.g. 90s, 5m, 30d")]
+#[error(
+    "invalid duration {0:?}: expected a number with a unit (ms, s, m, h, d, w), e.g. 90s, 5m, 30d"
+)]
 pub struct DurationError(pub String);
 
 /// Formats milliseconds as a short duration (`90s`, `5m`, `1h30m`).
@@ -274,7 +276,13 @@ mod tests {
 
     #[test]
     fn rfc3339_rejects_garbage_and_quotes_it() {
-        for text in ["", "2024-13-01T00:00:00Z", "2024-01-15", "2024-01-15T10:00:00Q", "yesterday"] {
+        for text in [
+            "",
+            "2024-13-01T00:00:00Z",
+            "2024-01-15",
+            "2024-01-15T10:00:00Q",
+            "yesterday",
+        ] {
             let err = Timestamp::parse_rfc3339(text).expect_err(text);
             assert!(err.to_string().contains(&format!("{text:?}")));
         }

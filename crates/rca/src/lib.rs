@@ -66,7 +66,13 @@ pub struct RankParams {
 
 impl Default for RankParams {
     fn default() -> Self {
-        Self { min_z: 4.0, explained_discount: 0.8, caller_bonus: 0.3, traffic_weight: 0.5, rel_scale_floor: 0.01 }
+        Self {
+            min_z: 4.0,
+            explained_discount: 0.8,
+            caller_bonus: 0.3,
+            traffic_weight: 0.5,
+            rel_scale_floor: 0.01,
+        }
     }
 }
 
@@ -92,9 +98,7 @@ impl MetricClass {
     pub fn of(metric: &str) -> Self {
         let m = metric.to_ascii_lowercase();
         let has = |k: &str| m.contains(k);
-        if has("latency") || has("duration") {
-            MetricClass::SloUp
-        } else if has("error") || has("fail") || has("5xx") {
+        if has("latency") || has("duration") || has("error") || has("fail") || has("5xx") {
             MetricClass::SloUp
         } else if has("availability") || has("success") {
             MetricClass::SloDown
@@ -102,7 +106,14 @@ impl MetricClass {
             MetricClass::ResourceUp
         } else if has("replica") || has("ready") {
             MetricClass::ResourceDown
-        } else if has("request") || has("rps") || has("qps") || has("throughput") || has("rate") || has("count") || has("sum") {
+        } else if has("request")
+            || has("rps")
+            || has("qps")
+            || has("throughput")
+            || has("rate")
+            || has("count")
+            || has("sum")
+        {
             MetricClass::Traffic
         } else {
             MetricClass::Other
@@ -145,12 +156,21 @@ fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Scores one series: reference median/MAD versus the data after the onset.
 /// Returns None when either side has too little data.
-pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, p: &RankParams) -> Option<SeriesChange> {
+pub fn series_change(
+    s: &Series<'_>,
+    normal: Option<&Series<'_>>,
+    onset_s: f64,
+    p: &RankParams,
+) -> Option<SeriesChange> {
     let mut reference = match normal {
         Some(n) => finite(n.times, n.values, |_| true),
         None => Vec::new(),
@@ -205,8 +225,11 @@ fn strength(z: f64) -> f64 {
 /// Ranks every service of the case (from the series and the graph), best
 /// candidate first. Each service appears once.
 pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
-    let normal: BTreeMap<(&str, &str), &Series<'_>> =
-        case.normal.iter().map(|s| ((s.service, s.metric), s)).collect();
+    let normal: BTreeMap<(&str, &str), &Series<'_>> = case
+        .normal
+        .iter()
+        .map(|s| ((s.service, s.metric), s))
+        .collect();
     let mut ev: BTreeMap<String, ServiceEvidence> = BTreeMap::new();
     for (a, b) in &case.edges {
         ev.entry(a.clone()).or_default();
@@ -214,7 +237,12 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     }
     for s in &case.series {
         let e = ev.entry(s.service.to_string()).or_default();
-        let Some(ch) = series_change(s, normal.get(&(s.service, s.metric)).copied(), case.onset_s, p) else {
+        let Some(ch) = series_change(
+            s,
+            normal.get(&(s.service, s.metric)).copied(),
+            case.onset_s,
+            p,
+        ) else {
             continue;
         };
         if ch.z < p.min_z {
@@ -278,9 +306,17 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 .filter(|c| ev.get(**c).is_some_and(|x| x.slo > 0.0))
                 .copied()
                 .collect();
-            let frac = if n_callers == 0 { 0.0 } else { sick_callers.len() as f64 / n_callers as f64 };
+            let frac = if n_callers == 0 {
+                0.0
+            } else {
+                sick_callers.len() as f64 / n_callers as f64
+            };
             let score = base * (1.0 + p.caller_bonus * frac);
-            let metric = e.best.as_ref().map(|b| b.metric.clone()).unwrap_or_default();
+            let metric = e
+                .best
+                .as_ref()
+                .map(|b| b.metric.clone())
+                .unwrap_or_default();
             if let Some(b) = &e.best {
                 evidence.push(format!(
                     "{} {} vs baseline {} (robust z {:.1})",
@@ -297,20 +333,38 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 .collect();
             others.sort_by(|a, b| b.z.total_cmp(&a.z).then(a.metric.cmp(&b.metric)));
             for c in others.iter().take(2) {
-                evidence.push(format!("{} {} vs {} (z {:.1})", c.metric, short(c.after), short(c.reference), c.z));
+                evidence.push(format!(
+                    "{} {} vs {} (z {:.1})",
+                    c.metric,
+                    short(c.after),
+                    short(c.reference),
+                    c.z
+                ));
             }
             if e.resource > 0.0 {
                 evidence.push("own resource anomaly (not propagated from a dependency)".into());
             }
             if let Some(x) = explainer {
-                evidence.push(format!("symptoms {:.0}% explainable by dependency {x}", explained * 100.0));
-            } else if e.best.is_some() && callees.get(name.as_str()).is_some_and(|c| !c.is_empty()) {
+                evidence.push(format!(
+                    "symptoms {:.0}% explainable by dependency {x}",
+                    explained * 100.0
+                ));
+            } else if e.best.is_some() && callees.get(name.as_str()).is_some_and(|c| !c.is_empty())
+            {
                 evidence.push("its dependencies show no service-level anomaly".into());
             }
             if !sick_callers.is_empty() {
-                evidence.push(format!("callers with symptoms: {}", sick_callers.join(", ")));
+                evidence.push(format!(
+                    "callers with symptoms: {}",
+                    sick_callers.join(", ")
+                ));
             }
-            Candidate { service: name.clone(), metric, score: if anomalous(name) { score } else { 0.0 }, evidence }
+            Candidate {
+                service: name.clone(),
+                metric,
+                score: if anomalous(name) { score } else { 0.0 },
+                evidence,
+            }
         })
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.service.cmp(&b.service)));
@@ -343,7 +397,11 @@ mod tests {
         let times: Vec<f64> = (0..40).map(|i| i as f64 * 15.0).collect();
         let mut cols = Vec::new();
         for s in services {
-            for (m, base, sd) in [("cpu", 0.3, 0.01), ("latency", 20.0, 1.0), ("error", 0.01, 0.002)] {
+            for (m, base, sd) in [
+                ("cpu", 0.3, 0.01),
+                ("latency", 20.0, 1.0),
+                ("error", 0.01, 0.002),
+            ] {
                 let v = times
                     .iter()
                     .map(|t| {
@@ -369,11 +427,19 @@ mod tests {
             series: d
                 .cols
                 .iter()
-                .map(|(s, m, v)| Series { service: s, metric: m, times: &d.times, values: v })
+                .map(|(s, m, v)| Series {
+                    service: s,
+                    metric: m,
+                    times: &d.times,
+                    values: v,
+                })
                 .collect(),
             onset_s: 450.0,
             normal: vec![],
-            edges: edges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            edges: edges
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         }
     }
 
@@ -381,7 +447,10 @@ mod tests {
     fn metric_classes_from_names() {
         assert_eq!(MetricClass::of("request_latency_p95"), MetricClass::SloUp);
         assert_eq!(MetricClass::of("error_rate"), MetricClass::SloUp);
-        assert_eq!(MetricClass::of("PetSite_availability-avg"), MetricClass::SloDown);
+        assert_eq!(
+            MetricClass::of("PetSite_availability-avg"),
+            MetricClass::SloDown
+        );
         assert_eq!(MetricClass::of("cpu_usage"), MetricClass::ResourceUp);
         assert_eq!(MetricClass::of("mem"), MetricClass::ResourceUp);
         assert_eq!(MetricClass::of("replicas"), MetricClass::ResourceDown);
@@ -401,24 +470,42 @@ mod tests {
             ("gw", "error", 0.08),
         ];
         let d = data(1, &svcs, &faults);
-        let r = rank(&case(&d, &[("gw", "user"), ("user", "db")]), &RankParams::default());
+        let r = rank(
+            &case(&d, &[("gw", "user"), ("user", "db")]),
+            &RankParams::default(),
+        );
         assert_eq!(r[0].service, "db", "{r:#?}");
-        assert!(r[0].evidence.iter().any(|e| e.contains("callers with symptoms: user")));
+        assert!(
+            r[0].evidence
+                .iter()
+                .any(|e| e.contains("callers with symptoms: user"))
+        );
     }
 
     #[test]
     fn a_resource_anomaly_marks_the_origin_even_mid_chain() {
         let svcs = ["gw", "user", "auth", "db"];
-        let faults = [("user", "cpu", 0.6), ("user", "latency", 300.0), ("gw", "latency", 310.0)];
+        let faults = [
+            ("user", "cpu", 0.6),
+            ("user", "latency", 300.0),
+            ("gw", "latency", 310.0),
+        ];
         let d = data(2, &svcs, &faults);
-        let r = rank(&case(&d, &[("gw", "user"), ("user", "auth"), ("user", "db")]), &RankParams::default());
+        let r = rank(
+            &case(&d, &[("gw", "user"), ("user", "auth"), ("user", "db")]),
+            &RankParams::default(),
+        );
         assert_eq!(r[0].service, "user", "{r:#?}");
         assert_eq!(r[0].metric, "latency");
     }
 
     #[test]
     fn without_a_graph_the_strongest_change_wins() {
-        let d = data(3, &["a", "b", "c"], &[("b", "error", 0.3), ("c", "latency", 5.0)]);
+        let d = data(
+            3,
+            &["a", "b", "c"],
+            &[("b", "error", 0.3), ("c", "latency", 5.0)],
+        );
         let r = rank(&case(&d, &[]), &RankParams::default());
         assert_eq!(r[0].service, "b");
         assert_eq!(r.len(), 3);
@@ -428,16 +515,26 @@ mod tests {
     #[test]
     fn harmless_directions_do_not_count() {
         // Latency dropping is not a symptom.
-        let d = data(4, &["a", "b"], &[("a", "latency", -15.0), ("b", "error", 0.05)]);
+        let d = data(
+            4,
+            &["a", "b"],
+            &[("a", "latency", -15.0), ("b", "error", 0.05)],
+        );
         let r = rank(&case(&d, &[]), &RankParams::default());
         assert_eq!(r[0].service, "b");
-        assert_eq!(r.iter().find(|c| c.service == "a").map(|c| c.score), Some(0.0));
+        assert_eq!(
+            r.iter().find(|c| c.service == "a").map(|c| c.score),
+            Some(0.0)
+        );
     }
 
     #[test]
     fn ranking_is_deterministic() {
         let d = data(5, &["a", "b"], &[]);
         let c = case(&d, &[("a", "b")]);
-        assert_eq!(rank(&c, &RankParams::default()), rank(&c, &RankParams::default()));
+        assert_eq!(
+            rank(&c, &RankParams::default()),
+            rank(&c, &RankParams::default())
+        );
     }
 }

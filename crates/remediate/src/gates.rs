@@ -65,15 +65,29 @@ impl Gates {
     /// radius, idempotency, cooldown, rate limit; then the mode.
     pub fn from_config(c: &RecoveryConfig) -> Self {
         let gates: Vec<Box<dyn Gate>> = vec![
-            Box::new(Enabled { enabled: c.enabled && c.auto_repair_enabled }),
+            Box::new(Enabled {
+                enabled: c.enabled && c.auto_repair_enabled,
+            }),
             Box::new(KnownTarget),
-            Box::new(Allowlist { rules: c.allow.clone() }),
-            Box::new(BlastRadius { max_replicas: c.max_replicas, max_factor: c.max_scale_factor }),
+            Box::new(Allowlist {
+                rules: c.allow.clone(),
+            }),
+            Box::new(BlastRadius {
+                max_replicas: c.max_replicas,
+                max_factor: c.max_scale_factor,
+            }),
             Box::new(Idempotency),
-            Box::new(Cooldown { ms: c.cooldown.millis() }),
-            Box::new(RateLimit { per_hour: c.max_actions_per_hour }),
+            Box::new(Cooldown {
+                ms: c.cooldown.millis(),
+            }),
+            Box::new(RateLimit {
+                per_hour: c.max_actions_per_hour,
+            }),
         ];
-        Self { gates, mode: c.mode }
+        Self {
+            gates,
+            mode: c.mode,
+        }
     }
 
     /// Adds a gate before the mode gate (e.g. an Alertmanager silence check).
@@ -96,7 +110,13 @@ impl Gates {
             match d {
                 Decision::Allow => {}
                 Decision::Deny { reason } | Decision::NeedsApproval { reason } => {
-                    return Verdict { decisions, outcome: Outcome::Denied { gate: g.name(), reason } };
+                    return Verdict {
+                        decisions,
+                        outcome: Outcome::Denied {
+                            gate: g.name(),
+                            reason,
+                        },
+                    };
                 }
             }
         }
@@ -104,11 +124,15 @@ impl Gates {
             Mode::Auto => (Decision::Allow, Outcome::Execute),
             Mode::Approve if ctx.approved => (Decision::Allow, Outcome::Execute),
             Mode::Approve => (
-                Decision::NeedsApproval { reason: "mode is approve: an operator must approve".into() },
+                Decision::NeedsApproval {
+                    reason: "mode is approve: an operator must approve".into(),
+                },
                 Outcome::NeedsApproval,
             ),
             m @ (Mode::DryRun | Mode::Observe) => (
-                Decision::Deny { reason: format!("mode is {}: recorded, not executed", m.as_str()) },
+                Decision::Deny {
+                    reason: format!("mode is {}: recorded, not executed", m.as_str()),
+                },
                 Outcome::Record { mode: m },
             ),
         };
@@ -129,7 +153,9 @@ impl Gate for Enabled {
         if self.enabled {
             Decision::Allow
         } else {
-            Decision::Deny { reason: "services.recovery.enabled or auto_repair_enabled is false".into() }
+            Decision::Deny {
+                reason: "services.recovery.enabled or auto_repair_enabled is false".into(),
+            }
         }
     }
 }
@@ -142,9 +168,9 @@ impl Gate for KnownTarget {
     }
     fn check(&self, a: &Action, ctx: &GateContext<'_>) -> Decision {
         match a.target() {
-            Some(t) if !ctx.known_services.contains(t) => {
-                Decision::Deny { reason: format!("{t} is not a known service") }
-            }
+            Some(t) if !ctx.known_services.contains(t) => Decision::Deny {
+                reason: format!("{t} is not a known service"),
+            },
             _ => Decision::Allow,
         }
     }
@@ -159,12 +185,17 @@ impl Gate for Allowlist {
         "allowlist"
     }
     fn check(&self, a: &Action, _: &GateContext<'_>) -> Decision {
-        let Some(t) = a.target() else { return Decision::Allow };
+        let Some(t) = a.target() else {
+            return Decision::Allow;
+        };
         if self.rules.iter().any(|r| r.allows(t, a.kind())) {
             Decision::Allow
         } else {
             Decision::Deny {
-                reason: format!("no services.recovery.allow rule permits {} on {t}", a.kind().as_str()),
+                reason: format!(
+                    "no services.recovery.allow rule permits {} on {t}",
+                    a.kind().as_str()
+                ),
             }
         }
     }
@@ -184,11 +215,16 @@ impl Gate for BlastRadius {
         match a {
             Action::ScaleUp { replicas, .. } => {
                 if *replicas > self.max_replicas {
-                    return deny(format!("{replicas} replicas exceeds max_replicas {}", self.max_replicas));
+                    return deny(format!(
+                        "{replicas} replicas exceeds max_replicas {}",
+                        self.max_replicas
+                    ));
                 }
                 if let Some(cur) = ctx.current_replicas {
                     if *replicas <= cur {
-                        return deny(format!("scale_up to {replicas} is not above the current {cur}"));
+                        return deny(format!(
+                            "scale_up to {replicas} is not above the current {cur}"
+                        ));
                     }
                     if f64::from(*replicas) > f64::from(cur.max(1)) * self.max_factor {
                         return deny(format!(
@@ -200,9 +236,14 @@ impl Gate for BlastRadius {
                 Decision::Allow
             }
             Action::ScaleDown { replicas, .. } => match ctx.current_replicas {
-                Some(cur) if *replicas >= cur => deny(format!("scale_down to {replicas} is not below the current {cur}")),
+                Some(cur) if *replicas >= cur => deny(format!(
+                    "scale_down to {replicas} is not below the current {cur}"
+                )),
                 Some(cur) if f64::from(cur) > f64::from((*replicas).max(1)) * self.max_factor => {
-                    deny(format!("{cur} → {replicas} replicas exceeds max_scale_factor {}", self.max_factor))
+                    deny(format!(
+                        "{cur} → {replicas} replicas exceeds max_scale_factor {}",
+                        self.max_factor
+                    ))
                 }
                 _ => Decision::Allow,
             },
@@ -218,9 +259,17 @@ impl Gate for Idempotency {
         "idempotency"
     }
     fn check(&self, a: &Action, ctx: &GateContext<'_>) -> Decision {
-        let Some(inc) = ctx.incident else { return Decision::Allow };
-        if ctx.history.iter().any(|r| r.incident.as_ref() == Some(inc) && &r.action == a) {
-            Decision::Deny { reason: format!("{a} was already executed for {inc}") }
+        let Some(inc) = ctx.incident else {
+            return Decision::Allow;
+        };
+        if ctx
+            .history
+            .iter()
+            .any(|r| r.incident.as_ref() == Some(inc) && &r.action == a)
+        {
+            Decision::Deny {
+                reason: format!("{a} was already executed for {inc}"),
+            }
         } else {
             Decision::Allow
         }
@@ -236,8 +285,15 @@ impl Gate for Cooldown {
         "cooldown"
     }
     fn check(&self, a: &Action, ctx: &GateContext<'_>) -> Decision {
-        let Some(t) = a.target() else { return Decision::Allow };
-        let last = ctx.history.iter().filter(|r| r.action.target() == Some(t)).map(|r| r.ts).max();
+        let Some(t) = a.target() else {
+            return Decision::Allow;
+        };
+        let last = ctx
+            .history
+            .iter()
+            .filter(|r| r.action.target() == Some(t))
+            .map(|r| r.ts)
+            .max();
         match last {
             Some(ts) if ctx.now.millis() - ts.millis() < self.ms => Decision::Deny {
                 reason: format!(
@@ -263,9 +319,18 @@ impl Gate for RateLimit {
         if matches!(a, Action::None { .. }) {
             return Decision::Allow;
         }
-        let recent = ctx.history.iter().filter(|r| ctx.now.millis() - r.ts.millis() < 3_600_000).count();
+        let recent = ctx
+            .history
+            .iter()
+            .filter(|r| ctx.now.millis() - r.ts.millis() < 3_600_000)
+            .count();
         if recent as u32 >= self.per_hour {
-            Decision::Deny { reason: format!("{recent} actions in the last hour; max_actions_per_hour is {}", self.per_hour) }
+            Decision::Deny {
+                reason: format!(
+                    "{recent} actions in the last hour; max_actions_per_hour is {}",
+                    self.per_hour
+                ),
+            }
         } else {
             Decision::Allow
         }
@@ -285,7 +350,10 @@ mod tests {
     fn cfg(mode: Mode) -> RecoveryConfig {
         RecoveryConfig {
             mode,
-            allow: vec![AllowRule { service: "*".into(), actions: vec![ActionKind::Restart, ActionKind::ScaleUp] }],
+            allow: vec![AllowRule {
+                service: "*".into(),
+                actions: vec![ActionKind::Restart, ActionKind::ScaleUp],
+            }],
             cooldown: Duration::from_secs(600),
             max_actions_per_hour: 2,
             max_replicas: 10,
@@ -293,7 +361,11 @@ mod tests {
         }
     }
 
-    fn ctx<'a>(history: &'a [ActionRecord], known: &'a [ServiceName], inc: Option<&'a IncidentId>) -> GateContext<'a> {
+    fn ctx<'a>(
+        history: &'a [ActionRecord],
+        known: &'a [ServiceName],
+        inc: Option<&'a IncidentId>,
+    ) -> GateContext<'a> {
         GateContext {
             now: Timestamp::from_secs(10_000),
             incident: inc,
@@ -310,75 +382,184 @@ mod tests {
 
     #[test]
     fn dry_run_is_the_default_and_records_without_executing() {
-        let g = Gates::from_config(&RecoveryConfig { allow: cfg(Mode::Auto).allow, ..RecoveryConfig::default() });
+        let g = Gates::from_config(&RecoveryConfig {
+            allow: cfg(Mode::Auto).allow,
+            ..RecoveryConfig::default()
+        });
         let known = [n("a")];
         let v = g.evaluate(&restart("a"), &ctx(&[], &known, None));
         assert_eq!(v.outcome, Outcome::Record { mode: Mode::DryRun });
-        assert!(v.decisions[..v.decisions.len() - 1].iter().all(|(_, d)| d.is_allow()));
+        assert!(
+            v.decisions[..v.decisions.len() - 1]
+                .iter()
+                .all(|(_, d)| d.is_allow())
+        );
     }
 
     #[test]
     fn auto_executes_and_approve_waits_for_an_operator() {
         let known = [n("a")];
-        assert_eq!(Gates::from_config(&cfg(Mode::Auto)).evaluate(&restart("a"), &ctx(&[], &known, None)).outcome, Outcome::Execute);
+        assert_eq!(
+            Gates::from_config(&cfg(Mode::Auto))
+                .evaluate(&restart("a"), &ctx(&[], &known, None))
+                .outcome,
+            Outcome::Execute
+        );
         let g = Gates::from_config(&cfg(Mode::Approve));
-        assert_eq!(g.evaluate(&restart("a"), &ctx(&[], &known, None)).outcome, Outcome::NeedsApproval);
-        let approved = GateContext { approved: true, ..ctx(&[], &known, None) };
-        assert_eq!(g.evaluate(&restart("a"), &approved).outcome, Outcome::Execute);
+        assert_eq!(
+            g.evaluate(&restart("a"), &ctx(&[], &known, None)).outcome,
+            Outcome::NeedsApproval
+        );
+        let approved = GateContext {
+            approved: true,
+            ..ctx(&[], &known, None)
+        };
+        assert_eq!(
+            g.evaluate(&restart("a"), &approved).outcome,
+            Outcome::Execute
+        );
     }
 
     #[test]
     fn allowlist_refuses_kinds_and_unknown_targets() {
         let g = Gates::from_config(&cfg(Mode::Auto));
         let known = [n("a")];
-        let v = g.evaluate(&Action::Rollback { target: n("a"), revision: None }, &ctx(&[], &known, None));
-        assert!(matches!(v.outcome, Outcome::Denied { gate: "allowlist", .. }), "{v:?}");
+        let v = g.evaluate(
+            &Action::Rollback {
+                target: n("a"),
+                revision: None,
+            },
+            &ctx(&[], &known, None),
+        );
+        assert!(
+            matches!(
+                v.outcome,
+                Outcome::Denied {
+                    gate: "allowlist",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
         let v = g.evaluate(&restart("ghost"), &ctx(&[], &known, None));
-        assert!(matches!(v.outcome, Outcome::Denied { gate: "known_target", .. }), "{v:?}");
+        assert!(
+            matches!(
+                v.outcome,
+                Outcome::Denied {
+                    gate: "known_target",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn restart_is_refused_during_cooldown_and_past_the_hourly_limit() {
         let g = Gates::from_config(&cfg(Mode::Auto));
         let known = [n("a"), n("b"), n("c")];
-        let h = [ActionRecord { ts: Timestamp::from_secs(9_700), incident: None, action: restart("a") }];
+        let h = [ActionRecord {
+            ts: Timestamp::from_secs(9_700),
+            incident: None,
+            action: restart("a"),
+        }];
         let v = g.evaluate(&restart("a"), &ctx(&h, &known, None));
-        assert!(matches!(&v.outcome, Outcome::Denied { gate: "cooldown", reason } if reason.contains("cooldown")), "{v:?}");
+        assert!(
+            matches!(&v.outcome, Outcome::Denied { gate: "cooldown", reason } if reason.contains("cooldown")),
+            "{v:?}"
+        );
         let h2 = [
-            ActionRecord { ts: Timestamp::from_secs(7_000), incident: None, action: restart("a") },
-            ActionRecord { ts: Timestamp::from_secs(8_000), incident: None, action: restart("b") },
+            ActionRecord {
+                ts: Timestamp::from_secs(7_000),
+                incident: None,
+                action: restart("a"),
+            },
+            ActionRecord {
+                ts: Timestamp::from_secs(8_000),
+                incident: None,
+                action: restart("b"),
+            },
         ];
         let v = g.evaluate(&restart("c"), &ctx(&h2, &known, None));
-        assert!(matches!(v.outcome, Outcome::Denied { gate: "rate_limit", .. }), "{v:?}");
+        assert!(
+            matches!(
+                v.outcome,
+                Outcome::Denied {
+                    gate: "rate_limit",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn scale_beyond_blast_radius_or_max_replicas_is_refused() {
         let g = Gates::from_config(&cfg(Mode::Auto));
         let known = [n("a")];
-        let up = |r| Action::ScaleUp { target: n("a"), replicas: r };
-        assert_eq!(g.evaluate(&up(6), &ctx(&[], &known, None)).outcome, Outcome::Execute);
+        let up = |r| Action::ScaleUp {
+            target: n("a"),
+            replicas: r,
+        };
+        assert_eq!(
+            g.evaluate(&up(6), &ctx(&[], &known, None)).outcome,
+            Outcome::Execute
+        );
         for r in [2, 9, 11] {
             let v = g.evaluate(&up(r), &ctx(&[], &known, None));
-            assert!(matches!(v.outcome, Outcome::Denied { gate: "blast_radius", .. }), "{r}: {v:?}");
+            assert!(
+                matches!(
+                    v.outcome,
+                    Outcome::Denied {
+                        gate: "blast_radius",
+                        ..
+                    }
+                ),
+                "{r}: {v:?}"
+            );
         }
     }
 
     #[test]
     fn the_same_action_is_not_taken_twice_for_one_incident() {
-        let g = Gates::from_config(&RecoveryConfig { cooldown: Duration::from_secs(0), ..cfg(Mode::Auto) });
+        let g = Gates::from_config(&RecoveryConfig {
+            cooldown: Duration::from_secs(0),
+            ..cfg(Mode::Auto)
+        });
         let known = [n("a")];
         let inc = IncidentId("INC-00000001".into());
-        let h = [ActionRecord { ts: Timestamp::from_secs(1), incident: Some(inc.clone()), action: restart("a") }];
+        let h = [ActionRecord {
+            ts: Timestamp::from_secs(1),
+            incident: Some(inc.clone()),
+            action: restart("a"),
+        }];
         let v = g.evaluate(&restart("a"), &ctx(&h, &known, Some(&inc)));
-        assert!(matches!(v.outcome, Outcome::Denied { gate: "idempotency", .. }), "{v:?}");
+        assert!(
+            matches!(
+                v.outcome,
+                Outcome::Denied {
+                    gate: "idempotency",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn disabled_recovery_denies_everything() {
-        let g = Gates::from_config(&RecoveryConfig { auto_repair_enabled: false, ..cfg(Mode::Auto) });
+        let g = Gates::from_config(&RecoveryConfig {
+            auto_repair_enabled: false,
+            ..cfg(Mode::Auto)
+        });
         let known = [n("a")];
         let v = g.evaluate(&restart("a"), &ctx(&[], &known, None));
-        assert!(matches!(v.outcome, Outcome::Denied { gate: "enabled", .. }));
+        assert!(matches!(
+            v.outcome,
+            Outcome::Denied {
+                gate: "enabled",
+                ..
+            }
+        ));
     }
 }

@@ -31,5 +31,9 @@ pub trait Executor: Send + Sync {
     fn name(&self) -> &str;
 
     /// Applies `action`; the receipt says what changed and how to undo it.
-    fn execute<'a>(&'a self, action: &'a Action, now: Timestamp) -> BoxFuture<'a, Result<Receipt, ExecError>>;
+    fn execute<'a>(
+        &'a self,
+        action: &'a Action,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Receipt, ExecError>>;
 }

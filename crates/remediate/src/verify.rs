@@ -68,7 +68,11 @@ impl Verification {
     /// Recovered after two consecutive healthy checks past the settle time;
     /// worse when the primary signal's z doubled; not recovered at the
     /// deadline.
-    pub fn check(&mut self, now: Timestamp, health: impl Fn(&ServiceName, Metric) -> Option<SignalHealth>) -> VerifyOutcome {
+    pub fn check(
+        &mut self,
+        now: Timestamp,
+        health: impl Fn(&ServiceName, Metric) -> Option<SignalHealth>,
+    ) -> VerifyOutcome {
         if now < self.settle_until {
             return VerifyOutcome::Pending;
         }
@@ -76,8 +80,14 @@ impl Verification {
         for (s, m, z0) in &self.watch {
             match health(s, *m) {
                 Some(h) if h.exceeds => {
-                    if (s, *m) == (&self.primary.0, self.primary.1) && z0.abs() > 0.0 && h.z.abs() > 2.0 * z0.abs() {
-                        return VerifyOutcome::Worse(format!("{s} {m} got worse: z {:.1} → {:.1}", z0, h.z));
+                    if (s, *m) == (&self.primary.0, self.primary.1)
+                        && z0.abs() > 0.0
+                        && h.z.abs() > 2.0 * z0.abs()
+                    {
+                        return VerifyOutcome::Worse(format!(
+                            "{s} {m} got worse: z {:.1} → {:.1}",
+                            z0, h.z
+                        ));
                     }
                     sick.push(format!("{s} {m} (z {:.1})", h.z));
                 }
@@ -98,7 +108,10 @@ impl Verification {
         }
         self.healthy_checks = 0;
         if now >= self.deadline {
-            VerifyOutcome::NotRecovered(format!("still out of line at the deadline: {}", sick.join(", ")))
+            VerifyOutcome::NotRecovered(format!(
+                "still out of line at the deadline: {}",
+                sick.join(", ")
+            ))
         } else {
             VerifyOutcome::Pending
         }
@@ -115,31 +128,62 @@ mod tests {
 
     fn v() -> Verification {
         let action = Action::Restart { target: n("a") };
-        let receipt = Receipt { action, executed_at: Timestamp::from_secs(0), change: "restarted".into(), undo: None };
+        let receipt = Receipt {
+            action,
+            executed_at: Timestamp::from_secs(0),
+            change: "restarted".into(),
+            undo: None,
+        };
         Verification::start(
             IncidentId("INC-00000001".into()),
             receipt,
             Timestamp::from_secs(0),
             180_000,
             (n("a"), Metric::ErrorRate),
-            vec![(n("a"), Metric::ErrorRate, 10.0), (n("a"), Metric::RequestLatencyP95, 8.0)],
+            vec![
+                (n("a"), Metric::ErrorRate, 10.0),
+                (n("a"), Metric::RequestLatencyP95, 8.0),
+            ],
         )
     }
 
     #[test]
     fn recovers_after_two_healthy_checks_past_settle() {
         let mut x = v();
-        let ok = |_: &ServiceName, _: Metric| Some(SignalHealth { z: 0.5, exceeds: false });
-        assert_eq!(x.check(Timestamp::from_secs(30), ok), VerifyOutcome::Pending, "settling");
-        assert_eq!(x.check(Timestamp::from_secs(60), ok), VerifyOutcome::Pending);
-        assert!(matches!(x.check(Timestamp::from_secs(120), ok), VerifyOutcome::Recovered(_)));
+        let ok = |_: &ServiceName, _: Metric| {
+            Some(SignalHealth {
+                z: 0.5,
+                exceeds: false,
+            })
+        };
+        assert_eq!(
+            x.check(Timestamp::from_secs(30), ok),
+            VerifyOutcome::Pending,
+            "settling"
+        );
+        assert_eq!(
+            x.check(Timestamp::from_secs(60), ok),
+            VerifyOutcome::Pending
+        );
+        assert!(matches!(
+            x.check(Timestamp::from_secs(120), ok),
+            VerifyOutcome::Recovered(_)
+        ));
     }
 
     #[test]
     fn not_recovered_at_the_deadline_names_the_sick_signal() {
         let mut x = v();
-        let sick = |_: &ServiceName, m: Metric| Some(SignalHealth { z: if m == Metric::ErrorRate { 12.0 } else { 0.0 }, exceeds: m == Metric::ErrorRate });
-        assert_eq!(x.check(Timestamp::from_secs(120), sick), VerifyOutcome::Pending);
+        let sick = |_: &ServiceName, m: Metric| {
+            Some(SignalHealth {
+                z: if m == Metric::ErrorRate { 12.0 } else { 0.0 },
+                exceeds: m == Metric::ErrorRate,
+            })
+        };
+        assert_eq!(
+            x.check(Timestamp::from_secs(120), sick),
+            VerifyOutcome::Pending
+        );
         match x.check(Timestamp::from_secs(180), sick) {
             VerifyOutcome::NotRecovered(d) => assert!(d.contains("error_rate"), "{d}"),
             other => panic!("{other:?}"),
@@ -149,7 +193,15 @@ mod tests {
     #[test]
     fn a_doubling_of_the_primary_signal_is_worse() {
         let mut x = v();
-        let worse = |_: &ServiceName, _: Metric| Some(SignalHealth { z: 25.0, exceeds: true });
-        assert!(matches!(x.check(Timestamp::from_secs(60), worse), VerifyOutcome::Worse(_)));
+        let worse = |_: &ServiceName, _: Metric| {
+            Some(SignalHealth {
+                z: 25.0,
+                exceeds: true,
+            })
+        };
+        assert!(matches!(
+            x.check(Timestamp::from_secs(60), worse),
+            VerifyOutcome::Worse(_)
+        ));
     }
 }

@@ -111,7 +111,11 @@ pub enum DemoError {
 /// caller.
 pub fn timeline_line(e: &JournalEntry, start: Timestamp) -> String {
     let rel = e.ts.secs_since(start);
-    let inc = e.incident.as_ref().map(|i| format!("{i} ")).unwrap_or_default();
+    let inc = e
+        .incident
+        .as_ref()
+        .map(|i| format!("{i} "))
+        .unwrap_or_default();
     format!("[{rel:+6.0}s] {inc}{}", e.event.summary())
 }
 
@@ -123,24 +127,42 @@ pub fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn F
         if let JournalEvent::GateDecision { action, .. } = &entries[i].event {
             let mut parts = Vec::new();
             let mut j = i;
-            while let Some(JournalEvent::GateDecision { action: a, gate, decision }) = entries.get(j).map(|e| &e.event) {
+            while let Some(JournalEvent::GateDecision {
+                action: a,
+                gate,
+                decision,
+            }) = entries.get(j).map(|e| &e.event)
+            {
                 if a != action {
                     break;
                 }
                 parts.push(match decision {
                     warden_model::Decision::Allow => format!("{gate} ✓"),
                     warden_model::Decision::Deny { reason } => format!("{gate} ✗ ({reason})"),
-                    warden_model::Decision::NeedsApproval { reason } => format!("{gate} ? ({reason})"),
+                    warden_model::Decision::NeedsApproval { reason } => {
+                        format!("{gate} ? ({reason})")
+                    }
                 });
                 j += 1;
             }
             let e = &entries[i];
-            let inc = e.incident.as_ref().map(|x| format!("{x} ")).unwrap_or_default();
-            out(&format!("[{:+6.0}s] {inc}gates for {action}: {}", e.ts.secs_since(start), parts.join(", ")));
+            let inc = e
+                .incident
+                .as_ref()
+                .map(|x| format!("{x} "))
+                .unwrap_or_default();
+            out(&format!(
+                "[{:+6.0}s] {inc}gates for {action}: {}",
+                e.ts.secs_since(start),
+                parts.join(", ")
+            ));
             i = j;
             continue;
         }
-        if matches!(entries[i].event, JournalEvent::MetricAnomaly { .. } | JournalEvent::SignalGrouped { .. }) {
+        if matches!(
+            entries[i].event,
+            JournalEvent::MetricAnomaly { .. } | JournalEvent::SignalGrouped { .. }
+        ) {
             // Fold a burst of anomalies for one incident into a few lines.
             let inc = entries[i].incident.clone();
             let mut anomalies = Vec::new();
@@ -153,13 +175,22 @@ pub fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn F
                 }
                 j += 1;
             }
-            anomalies.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()).then(a.service.cmp(&b.service)));
-            let prefix = format!("[{:+6.0}s] {}", entries[i].ts.secs_since(start), inc.map(|x| format!("{x} ")).unwrap_or_default());
+            anomalies.sort_by(|a, b| {
+                b.z.abs()
+                    .total_cmp(&a.z.abs())
+                    .then(a.service.cmp(&b.service))
+            });
+            let prefix = format!(
+                "[{:+6.0}s] {}",
+                entries[i].ts.secs_since(start),
+                inc.map(|x| format!("{x} ")).unwrap_or_default()
+            );
             for a in anomalies.iter().take(3) {
                 out(&format!("{prefix}anomaly: {}", a.reason));
             }
             if anomalies.len() > 3 {
-                let services: std::collections::BTreeSet<_> = anomalies[3..].iter().map(|a| a.service.as_str()).collect();
+                let services: std::collections::BTreeSet<_> =
+                    anomalies[3..].iter().map(|a| a.service.as_str()).collect();
                 out(&format!(
                     "{prefix}…and {} more anomalies on {}",
                     anomalies.len() - 3,
@@ -175,13 +206,22 @@ pub fn print_entries(entries: &[JournalEntry], start: Timestamp, out: &mut dyn F
 }
 
 /// Runs the demo; `out` receives the timeline lines.
-pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> Result<Option<DemoSummary>, DemoError> {
+pub async fn run_demo(
+    opts: DemoOptions,
+    out: &mut (dyn FnMut(&str) + Send),
+) -> Result<Option<DemoSummary>, DemoError> {
     let mut config = opts.config.clone();
     config.services.recovery.mode = opts.mode;
     if config.services.recovery.allow.is_empty() {
         config.services.recovery.allow = vec![AllowRule {
             service: "*".into(),
-            actions: vec![ActionKind::ScaleUp, ActionKind::ScaleDown, ActionKind::Restart, ActionKind::ConfigUpdate, ActionKind::Rollback],
+            actions: vec![
+                ActionKind::ScaleUp,
+                ActionKind::ScaleDown,
+                ActionKind::Restart,
+                ActionKind::ConfigUpdate,
+                ActionKind::Rollback,
+            ],
         }];
     }
     let config = Arc::new(config);
@@ -209,7 +249,11 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
                 clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
             };
             let h = start_api(state, addr).await?;
-            out(&format!("API and dashboard on http://{}/ (mode {})", h.addr, opts.mode.as_str()));
+            out(&format!(
+                "API and dashboard on http://{}/ (mode {})",
+                h.addr,
+                opts.mode.as_str()
+            ));
             Some(h)
         }
         None => None,
@@ -254,17 +298,28 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
         t = t.plus_secs(1);
         clock.store(t.millis(), Ordering::Relaxed);
         if t >= fault_at {
-            let scenario = opts.scenario.unwrap_or_else(|| Scenario::ALL[(rotation + opts.seed as usize) % 6]);
+            let scenario = opts
+                .scenario
+                .unwrap_or_else(|| Scenario::ALL[(rotation + opts.seed as usize) % 6]);
             let free = sim.lock().fault().is_none();
             if free && (opts.scenario.is_none() || injected.is_none()) {
                 let mut m = sim.lock();
                 m.advance_to(t);
-                let target = scenario.pick_target(opts.seed.wrapping_add(rotation as u64), &m.service_names());
-                m.inject(scenario, &target).map_err(|e| DemoError::Sim(e.to_string()))?;
+                let target = scenario
+                    .pick_target(opts.seed.wrapping_add(rotation as u64), &m.service_names());
+                m.inject(scenario, &target)
+                    .map_err(|e| DemoError::Sim(e.to_string()))?;
                 mesh_after_injection = Some(m.snapshot());
                 drop(m);
                 let detail = format!("the mesh clears it with {}", scenario.fix().as_str());
-                let written = engine.note(t, JournalEvent::FaultInjected { scenario: scenario.as_str().into(), target: target.clone(), detail })?;
+                let written = engine.note(
+                    t,
+                    JournalEvent::FaultInjected {
+                        scenario: scenario.as_str().into(),
+                        target: target.clone(),
+                        detail,
+                    },
+                )?;
                 print_entries(&written, opts.start, out);
                 injected = Some((scenario, target, t));
                 rotation += 1;
@@ -278,7 +333,8 @@ pub async fn run_demo(opts: DemoOptions, out: &mut (dyn FnMut(&str) + Send)) -> 
             next_tick = next_tick.plus_ms(interval);
         }
         if opts.speed > 0.0 {
-            let due = wall_start + std::time::Duration::from_secs_f64(t.secs_since(opts.start) / opts.speed);
+            let due = wall_start
+                + std::time::Duration::from_secs_f64(t.secs_since(opts.start) / opts.speed);
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
                 _ = &mut ctrl_c => { out("interrupted"); break; }
@@ -307,11 +363,17 @@ fn summarize(
     fault_ts: Timestamp,
     mode: Mode,
 ) -> Result<DemoSummary, StoreError> {
-    let mut incidents: Vec<Incident> = store.incidents(1000)?.into_iter().filter(|i| i.opened_at >= fault_ts).collect();
+    let mut incidents: Vec<Incident> = store
+        .incidents(1000)?
+        .into_iter()
+        .filter(|i| i.opened_at >= fault_ts)
+        .collect();
     incidents.sort_by_key(|i| (i.opened_at, i.id.clone()));
     let chosen = incidents
         .iter()
-        .find(|i| i.ranking.iter().any(|c| c.service == target.as_str()) || i.services.contains(target))
+        .find(|i| {
+            i.ranking.iter().any(|c| c.service == target.as_str()) || i.services.contains(target)
+        })
         .or(incidents.first())
         .cloned();
     let mut s = DemoSummary {
@@ -335,18 +397,32 @@ fn summarize(
     s.detected = true;
     s.root_cause = inc.root_cause().map(|c| c.service.clone());
     s.root_cause_rank = Engine::rank_of(&inc, target.as_str());
-    let journal = store.journal(&JournalQuery { incident: Some(inc.id.clone()), limit: 10_000, ..Default::default() })?;
+    let journal = store.journal(&JournalQuery {
+        incident: Some(inc.id.clone()),
+        limit: 10_000,
+        ..Default::default()
+    })?;
     for e in &journal {
         match &e.event {
             JournalEvent::MetricAnomaly { anomaly } => {
                 let d = anomaly.ts.secs_since(fault_ts);
                 s.time_to_detect_s = Some(s.time_to_detect_s.map_or(d, |x: f64| x.min(d)));
             }
-            JournalEvent::ActionExecuted { receipt } => s.actions.push(summary_action(&receipt.action, "executed")),
-            JournalEvent::ActionDryRun { action, .. } => s.actions.push(summary_action(action, "dry_run")),
-            JournalEvent::ApprovalRequested { action } => s.actions.push(summary_action(action, "awaiting_approval")),
-            JournalEvent::ActionUndone { undo, .. } => s.actions.push(summary_action(undo, "undone")),
-            JournalEvent::VerificationResult { recovered: true, .. } if !s.recovered => {
+            JournalEvent::ActionExecuted { receipt } => {
+                s.actions.push(summary_action(&receipt.action, "executed"))
+            }
+            JournalEvent::ActionDryRun { action, .. } => {
+                s.actions.push(summary_action(action, "dry_run"))
+            }
+            JournalEvent::ApprovalRequested { action } => {
+                s.actions.push(summary_action(action, "awaiting_approval"))
+            }
+            JournalEvent::ActionUndone { undo, .. } => {
+                s.actions.push(summary_action(undo, "undone"))
+            }
+            JournalEvent::VerificationResult {
+                recovered: true, ..
+            } if !s.recovered => {
                 s.recovered = true;
                 s.time_to_recover_s = Some(e.ts.secs_since(fault_ts));
             }
@@ -358,5 +434,10 @@ fn summarize(
 
 fn summary_action(a: &warden_model::Action, status: &str) -> SummaryAction {
     let step = a.to_step();
-    SummaryAction { action: step.action, target: step.target, params: step.params, status: status.into() }
+    SummaryAction {
+        action: step.action,
+        target: step.target,
+        params: step.params,
+        status: status.into(),
+    }
 }

@@ -7,12 +7,16 @@ use warden_analyst::{Analyst, Answer, IncidentContext, MetricState, Request, Ser
 use warden_api::{SharedLive, read_live, write_live};
 use warden_config::{Config, DetectionAlgorithm};
 use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
-use warden_detect::{Direction, IsolationForest, IsolationForestParams, RobustDetector, RobustParams};
-use warden_model::{
-    Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry, JournalEvent, Metric, Sample,
-    Service, ServiceName, Span, Timestamp,
+use warden_detect::{
+    Direction, IsolationForest, IsolationForestParams, RobustDetector, RobustParams,
 };
-use warden_remediate::{ActionRecord, Executor, GateContext, Gates, Outcome, SignalHealth, Verification, VerifyOutcome};
+use warden_model::{
+    Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
+    JournalEvent, Metric, Sample, Service, ServiceName, Span, Timestamp,
+};
+use warden_remediate::{
+    ActionRecord, Executor, GateContext, Gates, Outcome, SignalHealth, Verification, VerifyOutcome,
+};
 use warden_store::{Approval, ApprovalState, JournalQuery, Store, StoreError};
 
 /// What the engine is built from.
@@ -70,7 +74,9 @@ fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
     let (direction, min_abs, min_rel) = match m {
         Metric::CpuUsage => (Direction::Up, 0.05, 0.0),
         Metric::MemoryUsage => (Direction::Up, 0.02, 0.0),
-        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => (Direction::Up, 5.0, 0.25),
+        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => {
+            (Direction::Up, 5.0, 0.25)
+        }
         Metric::ErrorRate => (Direction::Up, 0.01, 0.0),
         Metric::RequestRate => (Direction::Both, 0.0, 0.3),
         Metric::Replicas => (Direction::Down, 0.5, 0.0),
@@ -90,7 +96,9 @@ fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
 fn fmt_value(m: Metric, v: f64) -> String {
     match m {
         Metric::CpuUsage | Metric::MemoryUsage | Metric::ErrorRate => format!("{:.1}%", v * 100.0),
-        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => format!("{v:.0} ms"),
+        Metric::RequestLatencyP50 | Metric::RequestLatencyP95 | Metric::RequestLatencyP99 => {
+            format!("{v:.0} ms")
+        }
         Metric::RequestRate => format!("{v:.1} req/s"),
         Metric::Replicas => format!("{v:.0}"),
     }
@@ -100,7 +108,13 @@ impl Engine {
     /// Builds the engine and restores what the store holds: the catalog,
     /// open incidents and executed actions (for cooldowns).
     pub fn new(parts: EngineParts) -> Result<Self, StoreError> {
-        let EngineParts { config, store, live, analyst, executor } = parts;
+        let EngineParts {
+            config,
+            store,
+            live,
+            analyst,
+            executor,
+        } = parts;
         let gates = Gates::from_config(&config.services.recovery);
         let correlator = Correlator::new(CorrelateParams::from_config(&config.correlation));
         let mut engine = Self {
@@ -138,9 +152,17 @@ impl Engine {
                 live.services.insert(s.name.clone(), s);
             }
         }
-        for e in self.store.journal(&JournalQuery { kinds: vec!["action_executed".into()], limit: 1000, ..Default::default() })? {
+        for e in self.store.journal(&JournalQuery {
+            kinds: vec!["action_executed".into()],
+            limit: 1000,
+            ..Default::default()
+        })? {
             if let JournalEvent::ActionExecuted { receipt } = e.event {
-                self.history.push(ActionRecord { ts: receipt.executed_at, incident: e.incident, action: receipt.action });
+                self.history.push(ActionRecord {
+                    ts: receipt.executed_at,
+                    incident: e.incident,
+                    action: receipt.action,
+                });
             }
         }
         for mut inc in self.store.incidents(1000)? {
@@ -150,11 +172,22 @@ impl Engine {
             if inc.status == IncidentStatus::Verifying {
                 // The verification window was lost with the process; say so.
                 inc.status = IncidentStatus::Escalated;
-                let reason = "verification was interrupted by a restart; check the service by hand".to_string();
-                self.journal(inc.updated_at, Some(&inc.id), JournalEvent::IncidentEscalated { reason });
+                let reason = "verification was interrupted by a restart; check the service by hand"
+                    .to_string();
+                self.journal(
+                    inc.updated_at,
+                    Some(&inc.id),
+                    JournalEvent::IncidentEscalated { reason },
+                );
                 self.dirty.insert(inc.id.clone());
             }
-            self.correlator.restore(inc.id.clone(), inc.opened_at, &inc.services, &inc.signals, inc.updated_at);
+            self.correlator.restore(
+                inc.id.clone(),
+                inc.opened_at,
+                &inc.services,
+                &inc.signals,
+                inc.updated_at,
+            );
             self.incidents.insert(inc.id.clone(), inc);
         }
         self.flush()?;
@@ -167,7 +200,12 @@ impl Engine {
     }
 
     fn journal(&mut self, ts: Timestamp, incident: Option<&IncidentId>, event: JournalEvent) {
-        self.pending.push(JournalEntry { seq: 0, ts, incident: incident.cloned(), event });
+        self.pending.push(JournalEntry {
+            seq: 0,
+            ts,
+            incident: incident.cloned(),
+            event,
+        });
     }
 
     /// Adds a service to the catalog (discovery source) and journals it.
@@ -193,7 +231,11 @@ impl Engine {
 
     /// Journals an event that happened outside the loop (e.g. the
     /// simulator's fault injection).
-    pub fn note(&mut self, ts: Timestamp, event: JournalEvent) -> Result<Vec<JournalEntry>, StoreError> {
+    pub fn note(
+        &mut self,
+        ts: Timestamp,
+        event: JournalEvent,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
         self.journal(ts, None, event);
         self.flush()
     }
@@ -218,7 +260,11 @@ impl Engine {
             tracing::warn!("catalog: {e}");
             return;
         }
-        let ev = JournalEvent::ServiceRegistered { service: name.clone(), source: source.into(), dependencies: vec![] };
+        let ev = JournalEvent::ServiceRegistered {
+            service: name.clone(),
+            source: source.into(),
+            dependencies: vec![],
+        };
         self.journal(ts, None, ev);
         let mut live = write_live(&self.live);
         live.graph.add_node(name);
@@ -251,7 +297,11 @@ impl Engine {
             }
         }
         let complete = row.iter().all(|v| v.is_finite());
-        let forest = self.forests.entry(svc.clone()).or_insert_with(|| Forest { rows: VecDeque::new(), model: None, since_fit: 0 });
+        let forest = self.forests.entry(svc.clone()).or_insert_with(|| Forest {
+            rows: VecDeque::new(),
+            model: None,
+            since_fit: 0,
+        });
         let (if_score, if_outlier) = match (&forest.model, complete) {
             (Some(m), true) => (Some(-m.score_sample(&row)), Some(m.is_outlier(&row))),
             _ => (None, None),
@@ -259,7 +309,10 @@ impl Engine {
         for s in group {
             let key = (svc.clone(), s.metric);
             let cfg = &self.cfg;
-            let det = self.detectors.entry(key).or_insert_with(|| RobustDetector::new(robust_params(cfg, s.metric)));
+            let det = self
+                .detectors
+                .entry(key)
+                .or_insert_with(|| RobustDetector::new(robust_params(cfg, s.metric)));
             let score = det.observe(ts.millis(), s.value);
             let fp = format!("{svc}/{}", s.metric);
             if !score.exceeds {
@@ -306,20 +359,34 @@ impl Engine {
                 detectors,
                 reason,
             };
-            self.active.insert(fp, Active { anomaly, incident: None });
+            self.active.insert(
+                fp,
+                Active {
+                    anomaly,
+                    incident: None,
+                },
+            );
         }
         if complete {
             let sick = self.active.values().any(|a| &a.anomaly.service == svc);
-            let forest = self.forests.get_mut(svc).unwrap_or_else(|| unreachable!("inserted above"));
+            let forest = self
+                .forests
+                .get_mut(svc)
+                .unwrap_or_else(|| unreachable!("inserted above"));
             forest.rows.push_back(row);
             if forest.rows.len() > FOREST_ROWS {
                 forest.rows.pop_front();
             }
             forest.since_fit += 1;
-            let due = (forest.model.is_none() && forest.rows.len() >= mon.min_history) || forest.since_fit >= REFIT_EVERY;
+            let due = (forest.model.is_none() && forest.rows.len() >= mon.min_history)
+                || forest.since_fit >= REFIT_EVERY;
             if due && !sick {
                 let rows: Vec<Vec<f64>> = forest.rows.iter().map(|r| r.to_vec()).collect();
-                let params = IsolationForestParams { contamination: mon.contamination, seed: mon.seed, ..Default::default() };
+                let params = IsolationForestParams {
+                    contamination: mon.contamination,
+                    seed: mon.seed,
+                    ..Default::default()
+                };
                 match IsolationForest::fit(&rows, &params) {
                     Ok(m) => forest.model = Some(m),
                     Err(e) => tracing::warn!("isolation forest for {svc}: {e}"),
@@ -337,9 +404,20 @@ impl Engine {
         }
         let mut live = write_live(&self.live);
         for s in spans {
-            let Some(parent) = s.parent_span_id.and_then(|p| by_id.get(&p)) else { continue };
-            if parent.service != s.service && live.services.contains_key(&s.service) && live.services.contains_key(&parent.service) {
-                live.graph.observe_call(&parent.service, &s.service, s.duration_ms, s.error, s.start);
+            let Some(parent) = s.parent_span_id.and_then(|p| by_id.get(&p)) else {
+                continue;
+            };
+            if parent.service != s.service
+                && live.services.contains_key(&s.service)
+                && live.services.contains_key(&parent.service)
+            {
+                live.graph.observe_call(
+                    &parent.service,
+                    &s.service,
+                    s.duration_ms,
+                    s.error,
+                    s.start,
+                );
             }
         }
     }
@@ -375,11 +453,21 @@ impl Engine {
         let graph = read_live(&self.live).graph.clone();
         // Earliest onset first, so that an incident's identity comes from the
         // signal that began it.
-        let mut fps: Vec<(Timestamp, String)> = self.active.iter().map(|(fp, a)| (a.anomaly.onset, fp.clone())).collect();
+        let mut fps: Vec<(Timestamp, String)> = self
+            .active
+            .iter()
+            .map(|(fp, a)| (a.anomaly.onset, fp.clone()))
+            .collect();
         fps.sort();
         for (_, fp) in fps {
-            let Some(act) = self.active.get(&fp) else { continue };
-            let signal = Signal { service: act.anomaly.service.clone(), fingerprint: fp.clone(), onset: act.anomaly.onset };
+            let Some(act) = self.active.get(&fp) else {
+                continue;
+            };
+            let signal = Signal {
+                service: act.anomaly.service.clone(),
+                fingerprint: fp.clone(),
+                onset: act.anomaly.onset,
+            };
             match &act.incident {
                 Some(id) if self.incidents.contains_key(id) => {
                     self.correlator.ingest(signal, &graph, now);
@@ -387,7 +475,11 @@ impl Engine {
                 Some(_) => {}
                 None => {
                     for ch in self.correlator.ingest(signal, &graph, now) {
-                        let (IncidentChange::Opened { id, .. } | IncidentChange::Grouped { id, .. }) = ch else { continue };
+                        let (IncidentChange::Opened { id, .. }
+                        | IncidentChange::Grouped { id, .. }) = ch
+                        else {
+                            continue;
+                        };
                         let anomaly = self.active.get(&fp).map(|a| a.anomaly.clone());
                         let Some(anomaly) = anomaly else { continue };
                         if let Some(a) = self.active.get_mut(&fp) {
@@ -405,11 +497,15 @@ impl Engine {
                                 signals: vec![fp.clone()],
                                 ranking: vec![],
                             };
-                            self.journal(now, Some(&id), JournalEvent::IncidentOpened {
-                                title: inc.title.clone(),
-                                services: inc.services.clone(),
-                                signals: inc.signals.clone(),
-                            });
+                            self.journal(
+                                now,
+                                Some(&id),
+                                JournalEvent::IncidentOpened {
+                                    title: inc.title.clone(),
+                                    services: inc.services.clone(),
+                                    signals: inc.signals.clone(),
+                                },
+                            );
                             self.incidents.insert(id.clone(), inc);
                         } else if let Some(inc) = self.incidents.get_mut(&id) {
                             if !inc.services.contains(&anomaly.service) {
@@ -421,7 +517,11 @@ impl Engine {
                                 inc.signals.sort();
                             }
                             inc.updated_at = now;
-                            self.journal(now, Some(&id), JournalEvent::SignalGrouped { signal: fp.clone() });
+                            self.journal(
+                                now,
+                                Some(&id),
+                                JournalEvent::SignalGrouped { signal: fp.clone() },
+                            );
                         }
                         self.dirty.insert(id.clone());
                         self.journal(now, Some(&id), JournalEvent::MetricAnomaly { anomaly });
@@ -437,7 +537,8 @@ impl Engine {
             .detectors
             .iter()
             .map(|((s, m), d)| {
-                let (t, v): (Vec<f64>, Vec<f64>) = d.values().map(|(t, v)| (t as f64 / 1000.0, v)).unzip();
+                let (t, v): (Vec<f64>, Vec<f64>) =
+                    d.values().map(|(t, v)| (t as f64 / 1000.0, v)).unzip();
                 (s.to_string(), m.to_string(), t, v)
             })
             .collect();
@@ -449,7 +550,12 @@ impl Engine {
         let case = warden_rca::Case {
             series: owned
                 .iter()
-                .map(|(s, m, t, v)| warden_rca::Series { service: s, metric: m, times: t, values: v })
+                .map(|(s, m, t, v)| warden_rca::Series {
+                    service: s,
+                    metric: m,
+                    times: t,
+                    values: v,
+                })
                 .collect(),
             onset_s: onset.secs_f64(),
             normal: vec![],
@@ -465,10 +571,17 @@ impl Engine {
                 let d = self.detectors.get(&(svc.clone(), *m))?;
                 let (_, value) = d.values().last()?;
                 let last = d.last()?;
-                Some(MetricState { metric: *m, value, baseline: last.baseline })
+                Some(MetricState {
+                    metric: *m,
+                    value,
+                    baseline: last.baseline,
+                })
             })
             .collect();
-        ServiceState { service: svc.clone(), metrics }
+        ServiceState {
+            service: svc.clone(),
+            metrics,
+        }
     }
 
     fn known_services(&self) -> Vec<ServiceName> {
@@ -476,29 +589,56 @@ impl Engine {
     }
 
     async fn diagnose(&mut self, id: &IncidentId, now: Timestamp) {
-        let Some(inc) = self.incidents.get(id).cloned() else { return };
-        let anomalies: Vec<Anomaly> =
-            self.active.values().filter(|a| a.incident.as_ref() == Some(id)).map(|a| a.anomaly.clone()).collect();
-        let onset = anomalies.iter().map(|a| a.onset).min().unwrap_or(inc.opened_at);
+        let Some(inc) = self.incidents.get(id).cloned() else {
+            return;
+        };
+        let anomalies: Vec<Anomaly> = self
+            .active
+            .values()
+            .filter(|a| a.incident.as_ref() == Some(id))
+            .map(|a| a.anomaly.clone())
+            .collect();
+        let onset = anomalies
+            .iter()
+            .map(|a| a.onset)
+            .min()
+            .unwrap_or(inc.opened_at);
         let ranking = self.rank(onset);
         let top: Vec<Candidate> = ranking.iter().take(10).cloned().collect();
-        self.journal(now, Some(id), JournalEvent::RootCauseRanked { candidates: top.iter().take(5).cloned().collect() });
+        self.journal(
+            now,
+            Some(id),
+            JournalEvent::RootCauseRanked {
+                candidates: top.iter().take(5).cloned().collect(),
+            },
+        );
         if let Some(c) = top.first().filter(|c| c.score > 0.0) {
-            self.journal(now, Some(id), JournalEvent::ServiceFault {
-                service: c.service.clone(),
-                metric: c.metric.clone(),
-                score: c.score,
-                evidence: c.evidence.clone(),
-            });
+            self.journal(
+                now,
+                Some(id),
+                JournalEvent::ServiceFault {
+                    service: c.service.clone(),
+                    metric: c.metric.clone(),
+                    score: c.score,
+                    evidence: c.evidence.clone(),
+                },
+            );
         }
         let mut services: BTreeSet<ServiceName> = inc.services.iter().cloned().collect();
-        let top_service = top.first().and_then(|c| ServiceName::parse(&c.service).ok());
+        let top_service = top
+            .first()
+            .and_then(|c| ServiceName::parse(&c.service).ok());
         services.extend(top_service.clone());
         let mut context = IncidentContext {
             incident: id.clone(),
             anomalies,
             ranking: top.clone(),
-            changes: self.changes.iter().filter(|c| services.contains(&c.service)).cloned().collect(),
+            changes: self
+                .changes
+                .iter()
+                .filter(|c| services.contains(&c.service))
+                .cloned()
+                .collect(),
             services: services.iter().map(|s| self.service_state(s)).collect(),
             known_services: self.known_services(),
             onset,
@@ -507,12 +647,18 @@ impl Engine {
                 max_scale_factor: self.cfg.services.recovery.max_scale_factor,
             },
         };
-        context.changes.retain(|c| c.ts.millis() >= onset.millis() - 3_600_000);
+        context
+            .changes
+            .retain(|c| c.ts.millis() >= onset.millis() - 3_600_000);
         if let Some(inc) = self.incidents.get_mut(id) {
             inc.ranking = top.clone();
             inc.updated_at = now;
             if let Some(c) = top.first().filter(|c| c.score > 0.0) {
-                let others = inc.services.iter().filter(|s| s.as_str() != c.service).count();
+                let others = inc
+                    .services
+                    .iter()
+                    .filter(|s| s.as_str() != c.service)
+                    .count();
                 inc.title = if others > 0 {
                     format!("{} on {} (symptoms on {others} more)", c.metric, c.service)
                 } else {
@@ -526,14 +672,31 @@ impl Engine {
         let name = analyst.name();
         let req = Request::AnomalyAnalysis(context.clone());
         match analyst.analyze(&req).await {
-            Ok(a) => self.journal(now, Some(id), JournalEvent::Analysis { analyst: name.clone(), kind: req.kind().into(), body: a.body() }),
-            Err(e) => self.journal(now, Some(id), JournalEvent::IncidentEscalated { reason: format!("analysis failed: {e}") }),
+            Ok(a) => self.journal(
+                now,
+                Some(id),
+                JournalEvent::Analysis {
+                    analyst: name.clone(),
+                    kind: req.kind().into(),
+                    body: a.body(),
+                },
+            ),
+            Err(e) => self.journal(
+                now,
+                Some(id),
+                JournalEvent::IncidentEscalated {
+                    reason: format!("analysis failed: {e}"),
+                },
+            ),
         }
         let req = Request::RecoveryPlan(context.clone());
         let plan = match analyst.analyze(&req).await {
             Ok(Answer::RecoveryPlan(p)) => p,
             Ok(other) => {
-                let reason = format!("analyst answered {} to a recovery_plan request", other.body());
+                let reason = format!(
+                    "analyst answered {} to a recovery_plan request",
+                    other.body()
+                );
                 self.escalate(id, now, reason);
                 return;
             }
@@ -542,23 +705,48 @@ impl Engine {
                 return;
             }
         };
-        self.journal(now, Some(id), JournalEvent::Analysis {
-            analyst: name.clone(),
-            kind: req.kind().into(),
-            body: serde_json::to_value(&plan).unwrap_or_default(),
-        });
-        self.journal(now, Some(id), JournalEvent::PlanProposed { analyst: name, steps: plan.steps.clone() });
+        self.journal(
+            now,
+            Some(id),
+            JournalEvent::Analysis {
+                analyst: name.clone(),
+                kind: req.kind().into(),
+                body: serde_json::to_value(&plan).unwrap_or_default(),
+            },
+        );
+        self.journal(
+            now,
+            Some(id),
+            JournalEvent::PlanProposed {
+                analyst: name,
+                steps: plan.steps.clone(),
+            },
+        );
         let known = context.known_services;
         let mut actions = Vec::new();
         for step in &plan.steps {
             match step.parse() {
                 Ok(a) if a.target().is_some_and(|t| !known.contains(t)) => {
                     let reason = format!("target {:?} is not a known service", step.target);
-                    self.journal(now, Some(id), JournalEvent::PlanStepRejected { step: step.clone(), reason });
+                    self.journal(
+                        now,
+                        Some(id),
+                        JournalEvent::PlanStepRejected {
+                            step: step.clone(),
+                            reason,
+                        },
+                    );
                 }
                 Ok(a) => actions.push(a),
                 Err(e) => {
-                    self.journal(now, Some(id), JournalEvent::PlanStepRejected { step: step.clone(), reason: e.to_string() });
+                    self.journal(
+                        now,
+                        Some(id),
+                        JournalEvent::PlanStepRejected {
+                            step: step.clone(),
+                            reason: e.to_string(),
+                        },
+                    );
                 }
             }
         }
@@ -596,28 +784,48 @@ impl Engine {
         Some(v.round().max(0.0) as u32)
     }
 
-    async fn gate_and_run(&mut self, id: &IncidentId, action: Action, approved: bool, now: Timestamp) {
+    async fn gate_and_run(
+        &mut self,
+        id: &IncidentId,
+        action: Action,
+        approved: bool,
+        now: Timestamp,
+    ) {
         let known = self.known_services();
         let replicas = action.target().and_then(|t| self.current_replicas(t));
-        let verdict = self.gates.evaluate(&action, &GateContext {
-            now,
-            incident: Some(id),
-            history: &self.history,
-            current_replicas: replicas,
-            known_services: &known,
-            approved,
-        });
+        let verdict = self.gates.evaluate(
+            &action,
+            &GateContext {
+                now,
+                incident: Some(id),
+                history: &self.history,
+                current_replicas: replicas,
+                known_services: &known,
+                approved,
+            },
+        );
         for (gate, decision) in &verdict.decisions {
-            self.journal(now, Some(id), JournalEvent::GateDecision {
-                action: action.clone(),
-                gate: gate.to_string(),
-                decision: decision.clone(),
-            });
+            self.journal(
+                now,
+                Some(id),
+                JournalEvent::GateDecision {
+                    action: action.clone(),
+                    gate: gate.to_string(),
+                    decision: decision.clone(),
+                },
+            );
         }
         match verdict.outcome {
             Outcome::Execute => self.execute(id, action, now).await,
             Outcome::Record { mode } => {
-                self.journal(now, Some(id), JournalEvent::ActionDryRun { action, mode: mode.as_str().into() });
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::ActionDryRun {
+                        action,
+                        mode: mode.as_str().into(),
+                    },
+                );
                 self.set_status(id, IncidentStatus::Diagnosed, now);
             }
             Outcome::NeedsApproval => {
@@ -634,7 +842,11 @@ impl Engine {
                         self.journal(now, Some(id), JournalEvent::ApprovalRequested { action });
                         self.set_status(id, IncidentStatus::AwaitingApproval, now);
                     }
-                    Err(e) => self.escalate(id, now, format!("could not record the approval request: {e}")),
+                    Err(e) => self.escalate(
+                        id,
+                        now,
+                        format!("could not record the approval request: {e}"),
+                    ),
                 }
             }
             Outcome::Denied { .. } => self.set_status(id, IncidentStatus::Diagnosed, now),
@@ -645,8 +857,18 @@ impl Engine {
         let executor = self.executor.clone();
         match executor.execute(&action, now).await {
             Ok(receipt) => {
-                self.history.push(ActionRecord { ts: now, incident: Some(id.clone()), action: action.clone() });
-                self.journal(now, Some(id), JournalEvent::ActionExecuted { receipt: receipt.clone() });
+                self.history.push(ActionRecord {
+                    ts: now,
+                    incident: Some(id.clone()),
+                    action: action.clone(),
+                });
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::ActionExecuted {
+                        receipt: receipt.clone(),
+                    },
+                );
                 let Some(target) = action.target().cloned() else {
                     self.set_status(id, IncidentStatus::Diagnosed, now);
                     return;
@@ -657,9 +879,16 @@ impl Engine {
                     .and_then(|i| i.root_cause())
                     .and_then(|c| Metric::parse(&c.metric))
                     .unwrap_or(Metric::ErrorRate);
-                let mut watch: Vec<(ServiceName, Metric)> =
-                    vec![(target.clone(), root_metric), (target.clone(), Metric::RequestLatencyP95), (target.clone(), Metric::ErrorRate)];
-                for a in self.active.values().filter(|a| a.incident.as_ref() == Some(id)) {
+                let mut watch: Vec<(ServiceName, Metric)> = vec![
+                    (target.clone(), root_metric),
+                    (target.clone(), Metric::RequestLatencyP95),
+                    (target.clone(), Metric::ErrorRate),
+                ];
+                for a in self
+                    .active
+                    .values()
+                    .filter(|a| a.incident.as_ref() == Some(id))
+                {
                     watch.push((a.anomaly.service.clone(), a.anomaly.metric));
                 }
                 let mut seen = BTreeSet::new();
@@ -667,18 +896,43 @@ impl Engine {
                 let watch: Vec<(ServiceName, Metric, f64)> = watch
                     .into_iter()
                     .map(|(s, m)| {
-                        let z = self.detectors.get(&(s.clone(), m)).and_then(|d| d.last()).map_or(0.0, |l| l.z);
+                        let z = self
+                            .detectors
+                            .get(&(s.clone(), m))
+                            .and_then(|d| d.last())
+                            .map_or(0.0, |l| l.z);
                         (s, m, z)
                     })
                     .collect();
                 let window = self.cfg.services.recovery.verify_window.millis();
-                let v = Verification::start(id.clone(), receipt, now, window, (target, root_metric), watch);
-                self.journal(now, Some(id), JournalEvent::VerificationStarted { action, deadline: v.deadline });
+                let v = Verification::start(
+                    id.clone(),
+                    receipt,
+                    now,
+                    window,
+                    (target, root_metric),
+                    watch,
+                );
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::VerificationStarted {
+                        action,
+                        deadline: v.deadline,
+                    },
+                );
                 self.verifications.push(v);
                 self.set_status(id, IncidentStatus::Verifying, now);
             }
             Err(e) => {
-                self.journal(now, Some(id), JournalEvent::ActionFailed { action, error: e.to_string() });
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::ActionFailed {
+                        action,
+                        error: e.to_string(),
+                    },
+                );
                 self.escalate(id, now, format!("the action failed: {e}"));
             }
         }
@@ -689,33 +943,72 @@ impl Engine {
         for mut v in std::mem::take(&mut self.verifications) {
             let detectors = &self.detectors;
             let outcome = v.check(now, |s, m| {
-                detectors.get(&(s.clone(), m)).and_then(|d| d.last()).map(|l| SignalHealth { z: l.z, exceeds: l.exceeds })
+                detectors
+                    .get(&(s.clone(), m))
+                    .and_then(|d| d.last())
+                    .map(|l| SignalHealth {
+                        z: l.z,
+                        exceeds: l.exceeds,
+                    })
             });
             let id = v.incident.clone();
             match outcome {
                 VerifyOutcome::Pending => still.push(v),
                 VerifyOutcome::Recovered(detail) => {
-                    self.journal(now, Some(&id), JournalEvent::VerificationResult { recovered: true, detail });
-                    self.journal(now, Some(&id), JournalEvent::IncidentResolved {
-                        reason: format!("{} verified", v.action()),
-                    });
+                    self.journal(
+                        now,
+                        Some(&id),
+                        JournalEvent::VerificationResult {
+                            recovered: true,
+                            detail,
+                        },
+                    );
+                    self.journal(
+                        now,
+                        Some(&id),
+                        JournalEvent::IncidentResolved {
+                            reason: format!("{} verified", v.action()),
+                        },
+                    );
                     self.set_status(&id, IncidentStatus::Resolved, now);
                     self.correlator.close(&id);
                 }
                 VerifyOutcome::NotRecovered(detail) | VerifyOutcome::Worse(detail) => {
-                    self.journal(now, Some(&id), JournalEvent::VerificationResult { recovered: false, detail: detail.clone() });
+                    self.journal(
+                        now,
+                        Some(&id),
+                        JournalEvent::VerificationResult {
+                            recovered: false,
+                            detail: detail.clone(),
+                        },
+                    );
                     if let Some(undo) = v.receipt.undo.clone() {
                         let executor = self.executor.clone();
                         match executor.execute(&undo, now).await {
                             Ok(r) => {
-                                self.history.push(ActionRecord { ts: now, incident: Some(id.clone()), action: undo.clone() });
-                                self.journal(now, Some(&id), JournalEvent::ActionUndone {
-                                    action: v.action().clone(),
-                                    undo: r.action,
-                                    reason: detail.clone(),
+                                self.history.push(ActionRecord {
+                                    ts: now,
+                                    incident: Some(id.clone()),
+                                    action: undo.clone(),
                                 });
+                                self.journal(
+                                    now,
+                                    Some(&id),
+                                    JournalEvent::ActionUndone {
+                                        action: v.action().clone(),
+                                        undo: r.action,
+                                        reason: detail.clone(),
+                                    },
+                                );
                             }
-                            Err(e) => self.journal(now, Some(&id), JournalEvent::ActionFailed { action: undo, error: e.to_string() }),
+                            Err(e) => self.journal(
+                                now,
+                                Some(&id),
+                                JournalEvent::ActionFailed {
+                                    action: undo,
+                                    error: e.to_string(),
+                                },
+                            ),
                         }
                     }
                     self.escalate(&id, now, format!("{} did not help: {detail}", v.action()));
@@ -727,11 +1020,16 @@ impl Engine {
 
     fn quiet(&mut self, id: &IncidentId, now: Timestamp) {
         let verifying = self.verifications.iter().any(|v| &v.incident == id);
-        let Some(inc) = self.incidents.get(id) else { return };
+        let Some(inc) = self.incidents.get(id) else {
+            return;
+        };
         if verifying || inc.status.is_closed() {
             return;
         }
-        let reason = format!("no active signal for {}", self.cfg.correlation.resolve_timeout);
+        let reason = format!(
+            "no active signal for {}",
+            self.cfg.correlation.resolve_timeout
+        );
         self.journal(now, Some(id), JournalEvent::IncidentResolved { reason });
         self.set_status(id, IncidentStatus::Resolved, now);
     }
@@ -742,8 +1040,15 @@ impl Engine {
                 self.store.consume_approval(&a.incident)?;
                 let approved = state == ApprovalState::Approved;
                 let by = a.by.clone().unwrap_or_default();
-                self.journal(now, Some(&a.incident), JournalEvent::ApprovalDecided { approved, by });
-                let waiting = self.incidents.get(&a.incident).is_some_and(|i| i.status == IncidentStatus::AwaitingApproval);
+                self.journal(
+                    now,
+                    Some(&a.incident),
+                    JournalEvent::ApprovalDecided { approved, by },
+                );
+                let waiting = self
+                    .incidents
+                    .get(&a.incident)
+                    .is_some_and(|i| i.status == IncidentStatus::AwaitingApproval);
                 if !waiting {
                     continue;
                 }
@@ -777,6 +1082,10 @@ impl Engine {
 
     /// Rank of `service` (1-based) in an incident's ranking.
     pub fn rank_of(incident: &Incident, service: &str) -> Option<usize> {
-        incident.ranking.iter().position(|c| c.service == service).map(|i| i + 1)
+        incident
+            .ranking
+            .iter()
+            .position(|c| c.service == service)
+            .map(|i| i + 1)
     }
 }

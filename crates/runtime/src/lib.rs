@@ -22,7 +22,7 @@ mod sim_source;
 
 pub use demo::{DemoError, DemoOptions, DemoSummary, SummaryAction, print_entries, run_demo};
 pub use engine::{Engine, EngineParts};
-pub use server::{ServerHandle, admin_token, start_api};
 pub use serve::{ServeOptions, run_serve, wall_now};
+pub use server::{ServerHandle, admin_token, start_api};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;

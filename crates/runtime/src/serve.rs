@@ -45,7 +45,11 @@ impl Executor for NoExecutor {
     fn name(&self) -> &str {
         "none"
     }
-    fn execute<'a>(&'a self, action: &'a Action, _: Timestamp) -> BoxFuture<'a, Result<Receipt, ExecError>> {
+    fn execute<'a>(
+        &'a self,
+        action: &'a Action,
+        _: Timestamp,
+    ) -> BoxFuture<'a, Result<Receipt, ExecError>> {
         Box::pin(async move {
             Err(ExecError(format!(
                 "no executor is configured for {action}: enable the simulator or a cluster integration"
@@ -57,10 +61,11 @@ impl Executor for NoExecutor {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -73,12 +78,18 @@ async fn shutdown_signal() {
 }
 
 /// Runs until SIGINT or SIGTERM; `out` receives the timeline.
-pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -> Result<(), DemoError> {
+pub async fn run_serve(
+    opts: ServeOptions,
+    out: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), DemoError> {
     let config = Arc::new(opts.config.clone());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&opts.data_dir)?);
     let live = Arc::new(RwLock::new(Live::default()));
     let now = wall_now();
-    let sim = config.simulator.enabled.then(|| SimSource::new(config.simulator.seed, now));
+    let sim = config
+        .simulator
+        .enabled
+        .then(|| SimSource::new(config.simulator.seed, now));
     let executor: Arc<dyn Executor> = match &sim {
         Some(s) => Arc::new(SimExecutor::new(s.mesh.clone())),
         None => Arc::new(NoExecutor),
@@ -107,7 +118,9 @@ pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -
     }
     for svc in declared {
         let same = read_live(&live).services.get(&svc.name).is_some_and(|old| {
-            old.description == svc.description && old.endpoints == svc.endpoints && old.dependencies == svc.dependencies
+            old.description == svc.description
+                && old.endpoints == svc.endpoints
+                && old.dependencies == svc.dependencies
         });
         if !same {
             let written = engine.register(svc)?;
@@ -134,7 +147,11 @@ pub async fn run_serve(opts: ServeOptions, out: &mut (dyn FnMut(&str) + Send)) -
         }
         l.ready = true;
     }
-    out(&format!("listening on http://{}/ (mode {})", server.addr, config.services.recovery.mode.as_str()));
+    out(&format!(
+        "listening on http://{}/ (mode {})",
+        server.addr,
+        config.services.recovery.mode.as_str()
+    ));
     let interval = config.services.monitoring.interval.millis().max(1000);
     let mut next_tick = now.plus_ms(interval);
     let mut second = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -39,7 +39,11 @@ pub async fn start_api(state: ApiState, listen: SocketAddr) -> std::io::Result<S
             tracing::error!("api server: {e}");
         }
     });
-    Ok(ServerHandle { addr, shutdown: Some(tx), task })
+    Ok(ServerHandle {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
 }
 
 /// The admin token: WARDEN_ADMIN_TOKEN when set, otherwise 32 random bytes

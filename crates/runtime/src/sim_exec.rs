@@ -24,7 +24,11 @@ impl Executor for SimExecutor {
         "simulator"
     }
 
-    fn execute<'a>(&'a self, action: &'a Action, now: Timestamp) -> BoxFuture<'a, Result<Receipt, ExecError>> {
+    fn execute<'a>(
+        &'a self,
+        action: &'a Action,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Receipt, ExecError>> {
         Box::pin(async move {
             let mut mesh = self.mesh.lock().unwrap_or_else(|p| p.into_inner());
             let before = mesh.snapshot();
@@ -32,21 +36,37 @@ impl Executor for SimExecutor {
             let undo = action.target().and_then(|t| {
                 let st = before.services.get(t)?;
                 match action {
-                    Action::ScaleUp { .. } | Action::ScaleDown { .. } => Some(if st.replicas > mesh.snapshot().services.get(t)?.replicas {
-                        Action::ScaleUp { target: t.clone(), replicas: st.replicas }
-                    } else {
-                        Action::ScaleDown { target: t.clone(), replicas: st.replicas }
-                    }),
+                    Action::ScaleUp { .. } | Action::ScaleDown { .. } => {
+                        Some(if st.replicas > mesh.snapshot().services.get(t)?.replicas {
+                            Action::ScaleUp {
+                                target: t.clone(),
+                                replicas: st.replicas,
+                            }
+                        } else {
+                            Action::ScaleDown {
+                                target: t.clone(),
+                                replicas: st.replicas,
+                            }
+                        })
+                    }
                     Action::ConfigUpdate { key, .. } => Some(Action::ConfigUpdate {
                         target: t.clone(),
                         key: key.clone(),
                         value: st.config.get(key).cloned().unwrap_or_default(),
                     }),
-                    Action::Rollback { .. } => Some(Action::Rollback { target: t.clone(), revision: Some(st.revision) }),
+                    Action::Rollback { .. } => Some(Action::Rollback {
+                        target: t.clone(),
+                        revision: Some(st.revision),
+                    }),
                     Action::Restart { .. } | Action::None { .. } => None,
                 }
             });
-            Ok(Receipt { action: action.clone(), executed_at: now, change, undo })
+            Ok(Receipt {
+                action: action.clone(),
+                executed_at: now,
+                change,
+                undo,
+            })
         })
     }
 }

@@ -22,7 +22,10 @@ pub struct SimSource {
 impl SimSource {
     /// A healthy mesh starting at `t0`.
     pub fn new(seed: u64, t0: Timestamp) -> Self {
-        Self { mesh: Arc::new(Mutex::new(Mesh::new(seed, t0))), last_scrape_ms: Arc::new(AtomicI64::new(i64::MIN)) }
+        Self {
+            mesh: Arc::new(Mutex::new(Mesh::new(seed, t0))),
+            last_scrape_ms: Arc::new(AtomicI64::new(i64::MIN)),
+        }
     }
 
     /// Locks the mesh.

@@ -11,7 +11,12 @@ fn start() -> Timestamp {
     Timestamp::parse_rfc3339("2026-01-05T09:00:00Z").expect("time")
 }
 
-fn options(dir: &std::path::Path, scenario: Option<Scenario>, mode: Mode, seed: u64) -> DemoOptions {
+fn options(
+    dir: &std::path::Path,
+    scenario: Option<Scenario>,
+    mode: Mode,
+    seed: u64,
+) -> DemoOptions {
     let mut opts = DemoOptions::new(dir.to_path_buf(), start());
     opts.scenario = scenario;
     opts.duration_ms = Some(600_000);
@@ -21,13 +26,20 @@ fn options(dir: &std::path::Path, scenario: Option<Scenario>, mode: Mode, seed: 
     opts
 }
 
-async fn run(scenario: Scenario, mode: Mode, seed: u64) -> (DemoSummary, Vec<String>, tempfile::TempDir) {
+async fn run(
+    scenario: Scenario,
+    mode: Mode,
+    seed: u64,
+) -> (DemoSummary, Vec<String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lines = Vec::new();
-    let summary = run_demo(options(dir.path(), Some(scenario), mode, seed), &mut |l: &str| lines.push(l.to_string()))
-        .await
-        .expect("demo runs")
-        .expect("summary");
+    let summary = run_demo(
+        options(dir.path(), Some(scenario), mode, seed),
+        &mut |l: &str| lines.push(l.to_string()),
+    )
+    .await
+    .expect("demo runs")
+    .expect("summary");
     (summary, lines, dir)
 }
 
@@ -37,12 +49,28 @@ async fn every_scenario_is_detected_ranked_first_fixed_and_verified_in_auto_mode
     for seed in 1..=8 {
         for sc in Scenario::ALL {
             let (s, lines, _dir) = run(sc, Mode::Auto, seed).await;
-            let ok = s.detected && s.root_cause_rank == Some(1) && s.recovered && !s.fault_active_at_end;
-            assert!(ok, "{sc} seed {seed}: {}\n{}", serde_json::to_string(&s).unwrap_or_default(), lines.join("\n"));
-            assert!(s.actions.iter().any(|a| a.status == "executed"), "{sc} seed {seed}: no action executed");
-            assert_eq!(s.actions[0].action, sc.fix().as_str(), "{sc} seed {seed}: the fitting action is planned");
+            let ok =
+                s.detected && s.root_cause_rank == Some(1) && s.recovered && !s.fault_active_at_end;
+            assert!(
+                ok,
+                "{sc} seed {seed}: {}\n{}",
+                serde_json::to_string(&s).unwrap_or_default(),
+                lines.join("\n")
+            );
+            assert!(
+                s.actions.iter().any(|a| a.status == "executed"),
+                "{sc} seed {seed}: no action executed"
+            );
+            assert_eq!(
+                s.actions[0].action,
+                sc.fix().as_str(),
+                "{sc} seed {seed}: the fitting action is planned"
+            );
             let ttd = s.time_to_detect_s.expect("detect time");
-            assert!((0.0..=180.0).contains(&ttd), "{sc}: detected {ttd}s after the fault");
+            assert!(
+                (0.0..=180.0).contains(&ttd),
+                "{sc}: detected {ttd}s after the fault"
+            );
         }
     }
 }
@@ -52,23 +80,51 @@ async fn dry_run_records_the_plan_and_changes_nothing_in_the_mesh() {
     for sc in Scenario::ALL {
         let (s, _, dir) = run(sc, Mode::DryRun, 1).await;
         assert!(s.detected && s.root_cause_rank == Some(1), "{sc}: {s:?}");
-        assert!(!s.actions.is_empty() && s.actions.iter().all(|a| a.status == "dry_run"), "{sc}: {:?}", s.actions);
-        assert!(!s.recovered, "{sc}: nothing was done, nothing can be verified");
-        assert_eq!(s.mesh_after_injection, s.mesh_at_end, "{sc}: dry-run changed the mesh");
+        assert!(
+            !s.actions.is_empty() && s.actions.iter().all(|a| a.status == "dry_run"),
+            "{sc}: {:?}",
+            s.actions
+        );
+        assert!(
+            !s.recovered,
+            "{sc}: nothing was done, nothing can be verified"
+        );
+        assert_eq!(
+            s.mesh_after_injection, s.mesh_at_end,
+            "{sc}: dry-run changed the mesh"
+        );
         if sc != Scenario::MemoryLeak {
             assert!(s.fault_active_at_end, "{sc}: the fault is still there");
         }
         let store = SqliteStore::open_dir(dir.path()).expect("store");
-        let journal = store.journal(&JournalQuery { limit: 100_000, ..Default::default() }).expect("journal");
-        assert!(!journal.iter().any(|e| matches!(e.event, JournalEvent::ActionExecuted { .. })), "{sc}: executed in dry-run");
-        assert!(journal.iter().any(|e| matches!(e.event, JournalEvent::ActionDryRun { .. })));
+        let journal = store
+            .journal(&JournalQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .expect("journal");
+        assert!(
+            !journal
+                .iter()
+                .any(|e| matches!(e.event, JournalEvent::ActionExecuted { .. })),
+            "{sc}: executed in dry-run"
+        );
+        assert!(
+            journal
+                .iter()
+                .any(|e| matches!(e.event, JournalEvent::ActionDryRun { .. }))
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_mode_and_a_closed_allowlist_execute_nothing() {
     let (s, _, _d) = run(Scenario::ErrorBurst, Mode::Observe, 2).await;
-    assert!(s.actions.iter().all(|a| a.status == "dry_run"), "{:?}", s.actions);
+    assert!(
+        s.actions.iter().all(|a| a.status == "dry_run"),
+        "{:?}",
+        s.actions
+    );
     assert_eq!(s.mesh_after_injection, s.mesh_at_end);
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -77,8 +133,15 @@ async fn observe_mode_and_a_closed_allowlist_execute_nothing() {
         service: "*".into(),
         actions: vec![warden_model::ActionKind::Restart],
     }];
-    let s = run_demo(opts, &mut |_| {}).await.expect("runs").expect("summary");
-    assert!(s.actions.is_empty(), "rollback is not allowed, so nothing ran: {:?}", s.actions);
+    let s = run_demo(opts, &mut |_| {})
+        .await
+        .expect("runs")
+        .expect("summary");
+    assert!(
+        s.actions.is_empty(),
+        "rollback is not allowed, so nothing ran: {:?}",
+        s.actions
+    );
     assert_eq!(s.mesh_after_injection, s.mesh_at_end);
     let store = SqliteStore::open_dir(dir.path()).expect("store");
     let denied = store
@@ -106,7 +169,10 @@ async fn the_same_seed_gives_the_same_journal() {
     let journal = |dir: &std::path::Path| {
         let store = SqliteStore::open_dir(dir).expect("store");
         store
-            .journal(&JournalQuery { limit: 100_000, ..Default::default() })
+            .journal(&JournalQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
             .expect("journal")
             .into_iter()
             .map(|e| serde_json::to_string(&(e.ts, e.incident, e.event)).unwrap_or_default())

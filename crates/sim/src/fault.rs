@@ -26,7 +26,9 @@ pub enum Scenario {
 
 /// An unknown scenario name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown scenario {0:?}: expected one of cpu-hog, memory-leak, latency-injection, error-burst, crash-loop, dependency-outage")]
+#[error(
+    "unknown scenario {0:?}: expected one of cpu-hog, memory-leak, latency-injection, error-burst, crash-loop, dependency-outage"
+)]
 pub struct ScenarioError(pub String);
 
 impl Scenario {
@@ -63,10 +65,10 @@ impl Scenario {
     /// The target, chosen deterministically from `seed` among `services`
     /// (dependency-outage always hits database-service).
     pub fn pick_target(self, seed: u64, services: &[ServiceName]) -> ServiceName {
-        if self == Scenario::DependencyOutage {
-            if let Some(db) = services.iter().find(|s| s.as_str() == "database-service") {
-                return db.clone();
-            }
+        if self == Scenario::DependencyOutage
+            && let Some(db) = services.iter().find(|s| s.as_str() == "database-service")
+        {
+            return db.clone();
         }
         let mut rng = Rng::new(seed).fork(self as u64 + 1);
         services[rng.below(services.len())].clone()

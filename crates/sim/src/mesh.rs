@@ -42,14 +42,94 @@ const EDGES: &[(&str, &str, f64, bool)] = &[
 ];
 
 const SPECS: &[Spec] = &[
-    Spec { name: "api-gateway", description: "edge gateway: routing, auth checks, rate limits", endpoints: &["/api/*"], replicas: 3, service_time_ms: 4.0, cpu_per_rps: 0.004, base_cpu: 0.05, base_mem: 0.42, base_error: 0.001 },
-    Spec { name: "user-service", description: "user management", endpoints: &["/api/users", "/api/profile"], replicas: 2, service_time_ms: 12.0, cpu_per_rps: 0.005, base_cpu: 0.05, base_mem: 0.55, base_error: 0.002 },
-    Spec { name: "auth-service", description: "authentication and tokens", endpoints: &["/api/auth/login", "/api/auth/verify"], replicas: 2, service_time_ms: 8.0, cpu_per_rps: 0.004, base_cpu: 0.05, base_mem: 0.38, base_error: 0.001 },
-    Spec { name: "database-service", description: "data access layer in front of the primary database", endpoints: &["/query"], replicas: 3, service_time_ms: 6.0, cpu_per_rps: 0.0025, base_cpu: 0.08, base_mem: 0.61, base_error: 0.001 },
-    Spec { name: "order-service", description: "orders and checkout", endpoints: &["/api/orders"], replicas: 2, service_time_ms: 20.0, cpu_per_rps: 0.008, base_cpu: 0.05, base_mem: 0.47, base_error: 0.002 },
-    Spec { name: "payment-service", description: "card payments through the payment provider", endpoints: &["/api/payments"], replicas: 2, service_time_ms: 35.0, cpu_per_rps: 0.01, base_cpu: 0.05, base_mem: 0.44, base_error: 0.003 },
-    Spec { name: "inventory-service", description: "stock levels and reservations", endpoints: &["/api/inventory"], replicas: 2, service_time_ms: 10.0, cpu_per_rps: 0.004, base_cpu: 0.05, base_mem: 0.40, base_error: 0.001 },
-    Spec { name: "notification-service", description: "e-mail and push notifications (async)", endpoints: &["/api/notify"], replicas: 2, service_time_ms: 15.0, cpu_per_rps: 0.01, base_cpu: 0.05, base_mem: 0.36, base_error: 0.002 },
+    Spec {
+        name: "api-gateway",
+        description: "edge gateway: routing, auth checks, rate limits",
+        endpoints: &["/api/*"],
+        replicas: 3,
+        service_time_ms: 4.0,
+        cpu_per_rps: 0.004,
+        base_cpu: 0.05,
+        base_mem: 0.42,
+        base_error: 0.001,
+    },
+    Spec {
+        name: "user-service",
+        description: "user management",
+        endpoints: &["/api/users", "/api/profile"],
+        replicas: 2,
+        service_time_ms: 12.0,
+        cpu_per_rps: 0.005,
+        base_cpu: 0.05,
+        base_mem: 0.55,
+        base_error: 0.002,
+    },
+    Spec {
+        name: "auth-service",
+        description: "authentication and tokens",
+        endpoints: &["/api/auth/login", "/api/auth/verify"],
+        replicas: 2,
+        service_time_ms: 8.0,
+        cpu_per_rps: 0.004,
+        base_cpu: 0.05,
+        base_mem: 0.38,
+        base_error: 0.001,
+    },
+    Spec {
+        name: "database-service",
+        description: "data access layer in front of the primary database",
+        endpoints: &["/query"],
+        replicas: 3,
+        service_time_ms: 6.0,
+        cpu_per_rps: 0.0025,
+        base_cpu: 0.08,
+        base_mem: 0.61,
+        base_error: 0.001,
+    },
+    Spec {
+        name: "order-service",
+        description: "orders and checkout",
+        endpoints: &["/api/orders"],
+        replicas: 2,
+        service_time_ms: 20.0,
+        cpu_per_rps: 0.008,
+        base_cpu: 0.05,
+        base_mem: 0.47,
+        base_error: 0.002,
+    },
+    Spec {
+        name: "payment-service",
+        description: "card payments through the payment provider",
+        endpoints: &["/api/payments"],
+        replicas: 2,
+        service_time_ms: 35.0,
+        cpu_per_rps: 0.01,
+        base_cpu: 0.05,
+        base_mem: 0.44,
+        base_error: 0.003,
+    },
+    Spec {
+        name: "inventory-service",
+        description: "stock levels and reservations",
+        endpoints: &["/api/inventory"],
+        replicas: 2,
+        service_time_ms: 10.0,
+        cpu_per_rps: 0.004,
+        base_cpu: 0.05,
+        base_mem: 0.40,
+        base_error: 0.001,
+    },
+    Spec {
+        name: "notification-service",
+        description: "e-mail and push notifications (async)",
+        endpoints: &["/api/notify"],
+        replicas: 2,
+        service_time_ms: 15.0,
+        cpu_per_rps: 0.01,
+        base_cpu: 0.05,
+        base_mem: 0.36,
+        base_error: 0.002,
+    },
 ];
 
 /// Requests per second entering the gateway at the daily mean.
@@ -71,7 +151,12 @@ pub fn topology() -> Vec<(ServiceName, String, Vec<String>, Vec<ServiceName>)> {
                 .filter(|e| e.0 == s.name)
                 .map(|e| name(e.1))
                 .collect();
-            (name(s.name), s.description.to_string(), s.endpoints.iter().map(|e| e.to_string()).collect(), deps)
+            (
+                name(s.name),
+                s.description.to_string(),
+                s.endpoints.iter().map(|e| e.to_string()).collect(),
+                deps,
+            )
         })
         .collect()
 }
@@ -184,14 +269,25 @@ impl Mesh {
                 }
             })
             .collect();
-        let idx = |n: &str| SPECS.iter().position(|s| s.name == n).unwrap_or_else(|| unreachable!("edge to {n}"));
-        let edges: Vec<_> = EDGES.iter().map(|e| (idx(e.0), idx(e.1), e.2, e.3)).collect();
+        let idx = |n: &str| {
+            SPECS
+                .iter()
+                .position(|s| s.name == n)
+                .unwrap_or_else(|| unreachable!("edge to {n}"))
+        };
+        let edges: Vec<_> = EDGES
+            .iter()
+            .map(|e| (idx(e.0), idx(e.1), e.2, e.3))
+            .collect();
         // Callees before callers: repeatedly take services whose callees are placed.
         let mut bottom_up = Vec::new();
         while bottom_up.len() < svcs.len() {
             for i in 0..svcs.len() {
                 if !bottom_up.contains(&i)
-                    && edges.iter().filter(|e| e.0 == i).all(|e| bottom_up.contains(&e.1))
+                    && edges
+                        .iter()
+                        .filter(|e| e.0 == i)
+                        .all(|e| bottom_up.contains(&e.1))
                 {
                     bottom_up.push(i);
                 }
@@ -237,12 +333,15 @@ impl Mesh {
                 .svcs
                 .iter()
                 .map(|s| {
-                    (s.name.clone(), ServiceState {
-                        replicas: s.replicas,
-                        revision: s.revision,
-                        config: s.config.clone(),
-                        restarts: s.restarts,
-                    })
+                    (
+                        s.name.clone(),
+                        ServiceState {
+                            replicas: s.replicas,
+                            revision: s.revision,
+                            config: s.config.clone(),
+                            restarts: s.restarts,
+                        },
+                    )
                 })
                 .collect(),
             fault_active: self.fault.is_some(),
@@ -260,19 +359,23 @@ impl Mesh {
 
     fn step(&mut self, dt: f64) {
         self.now_s += dt;
-        if let Some(f) = &self.fault {
-            if f.scenario == Scenario::MemoryLeak {
-                let i = self.index(&f.target.clone()).unwrap_or(0);
-                // ~2.4% of the limit per minute: noticeable within two minutes,
-                // out of memory after about twenty.
-                self.svcs[i].leaked += 0.0004 * dt;
-                if self.svcs[i].spec.base_mem + self.svcs[i].leaked >= 0.98 {
-                    // The kernel's OOM killer restarts the replicas.
-                    self.svcs[i].leaked = 0.0;
-                    self.svcs[i].restarts += u64::from(self.svcs[i].replicas);
-                    self.fault = None;
-                    self.log(i, "error", "container killed: OOMKilled (exit code 137)".into());
-                }
+        if let Some(f) = &self.fault
+            && f.scenario == Scenario::MemoryLeak
+        {
+            let i = self.index(&f.target.clone()).unwrap_or(0);
+            // ~2.4% of the limit per minute: noticeable within two minutes,
+            // out of memory after about twenty.
+            self.svcs[i].leaked += 0.0004 * dt;
+            if self.svcs[i].spec.base_mem + self.svcs[i].leaked >= 0.98 {
+                // The kernel's OOM killer restarts the replicas.
+                self.svcs[i].leaked = 0.0;
+                self.svcs[i].restarts += u64::from(self.svcs[i].replicas);
+                self.fault = None;
+                self.log(
+                    i,
+                    "error",
+                    "container killed: OOMKilled (exit code 137)".into(),
+                );
             }
         }
         self.recompute();
@@ -305,23 +408,26 @@ impl Mesh {
         }
         let fault = self.fault.clone();
         for &i in &self.bottom_up.clone() {
-            let is_target = fault.as_ref().is_some_and(|f| f.target == self.svcs[i].name);
+            let is_target = fault
+                .as_ref()
+                .is_some_and(|f| f.target == self.svcs[i].name);
             let scenario = fault.as_ref().map(|f| f.scenario);
             let s = &self.svcs[i];
             let mut ready = f64::from(s.replicas);
             let mut own_error = s.spec.base_error;
             let mut extra_ms = 0.0;
             let mut hog = 0.0;
-            if let Some((bi, rev, sc)) = self.bad_revision {
-                if bi == i && s.revision == rev {
-                    match sc {
-                        Scenario::ErrorBurst => own_error += 0.22,
-                        Scenario::CrashLoop => {
-                            ready = (ready * 0.34).max(0.5);
-                            own_error += 0.30;
-                        }
-                        _ => {}
+            if let Some((bi, rev, sc)) = self.bad_revision
+                && bi == i
+                && s.revision == rev
+            {
+                match sc {
+                    Scenario::ErrorBurst => own_error += 0.22,
+                    Scenario::CrashLoop => {
+                        ready = (ready * 0.34).max(0.5);
+                        own_error += 0.30;
                     }
+                    _ => {}
                 }
             }
             if s.config.get(SLOW_KEY).is_some_and(|v| v == "true") {
@@ -369,22 +475,43 @@ impl Mesh {
         let ts = self.now();
         let mut out = Vec::with_capacity(self.svcs.len() * Metric::ALL.len());
         for i in 0..self.svcs.len() {
-            let n = [self.rng.normal(), self.rng.normal(), self.rng.normal(), self.rng.normal(), self.rng.normal(), self.rng.normal()];
+            let n = [
+                self.rng.normal(),
+                self.rng.normal(),
+                self.rng.normal(),
+                self.rng.normal(),
+                self.rng.normal(),
+                self.rng.normal(),
+            ];
             let s = &self.svcs[i];
             let jitter = (0.06 * n[1]).exp();
             let p50 = s.latency_ms * jitter;
             let vals = [
-                (Metric::CpuUsage, (s.util.min(1.0) + 0.012 * n[0]).clamp(0.0, 1.0)),
-                (Metric::MemoryUsage, (s.spec.base_mem + s.leaked + 0.004 * n[2]).clamp(0.0, 1.0)),
+                (
+                    Metric::CpuUsage,
+                    (s.util.min(1.0) + 0.012 * n[0]).clamp(0.0, 1.0),
+                ),
+                (
+                    Metric::MemoryUsage,
+                    (s.spec.base_mem + s.leaked + 0.004 * n[2]).clamp(0.0, 1.0),
+                ),
                 (Metric::RequestLatencyP50, p50),
                 (Metric::RequestLatencyP95, p50 * (1.9 + 0.05 * n[3])),
                 (Metric::RequestLatencyP99, p50 * (3.2 + 0.12 * n[3])),
-                (Metric::ErrorRate, (s.error * (1.0 + 0.25 * n[4])).clamp(0.0, 1.0)),
+                (
+                    Metric::ErrorRate,
+                    (s.error * (1.0 + 0.25 * n[4])).clamp(0.0, 1.0),
+                ),
                 (Metric::RequestRate, (s.rps * (1.0 + 0.03 * n[5])).max(0.0)),
                 (Metric::Replicas, s.ready.round()),
             ];
             for (metric, value) in vals {
-                out.push(Sample { service: s.name.clone(), metric, ts, value });
+                out.push(Sample {
+                    service: s.name.clone(),
+                    metric,
+                    ts,
+                    value,
+                });
             }
         }
         out
@@ -405,7 +532,13 @@ impl Mesh {
     }
 
     /// Emits the span of service `i` and its children; returns (ms, error).
-    fn span(&mut self, trace_id: u64, parent: Option<u64>, i: usize, start: Timestamp) -> (f64, bool) {
+    fn span(
+        &mut self,
+        trace_id: u64,
+        parent: Option<u64>,
+        i: usize,
+        start: Timestamp,
+    ) -> (f64, bool) {
         let span_id = self.next_id;
         self.next_id += 1;
         let own = self.svcs[i].own_ms * (0.2 * self.rng.normal()).exp();
@@ -437,7 +570,12 @@ impl Mesh {
 
     fn log(&mut self, i: usize, level: &'static str, message: String) {
         let ts = self.now();
-        self.logs.push(LogLine { ts, service: self.svcs[i].name.clone(), level, message });
+        self.logs.push(LogLine {
+            ts,
+            service: self.svcs[i].name.clone(),
+            level,
+            message,
+        });
         if self.logs.len() > MAX_BUFFER {
             let drop = self.logs.len() - MAX_BUFFER;
             self.logs.drain(..drop);
@@ -474,7 +612,11 @@ impl Mesh {
                 self.log(i, "alert", alert);
             }
             if self.svcs[i].ready < f64::from(self.svcs[i].replicas) {
-                self.log(i, "warn", "Back-off restarting failed container (CrashLoopBackOff)".into());
+                self.log(
+                    i,
+                    "warn",
+                    "Back-off restarting failed container (CrashLoopBackOff)".into(),
+                );
             }
         }
     }
@@ -496,14 +638,21 @@ impl Mesh {
 
     fn change(&mut self, i: usize, actor: &str, kind: ChangeKind) {
         let ts = self.now();
-        self.changes.push(Change { ts, service: self.svcs[i].name.clone(), actor: actor.to_string(), kind });
+        self.changes.push(Change {
+            ts,
+            service: self.svcs[i].name.clone(),
+            actor: actor.to_string(),
+            kind,
+        });
     }
 
     /// Injects a fault on `target`. Faults that arrive with a change (a bad
     /// release, a config edit) emit that change like a deployment system
     /// would.
     pub fn inject(&mut self, scenario: Scenario, target: &ServiceName) -> Result<Fault, SimError> {
-        let i = self.index(target).ok_or_else(|| SimError::UnknownService(target.to_string()))?;
+        let i = self
+            .index(target)
+            .ok_or_else(|| SimError::UnknownService(target.to_string()))?;
         match scenario {
             Scenario::ErrorBurst | Scenario::CrashLoop => {
                 let from = self.svcs[i].revision;
@@ -511,15 +660,37 @@ impl Mesh {
                 self.svcs[i].revision = to;
                 self.svcs[i].history.push(to);
                 self.bad_revision = Some((i, to, scenario));
-                self.change(i, "deploy-pipeline", ChangeKind::Deploy { from_revision: from, to_revision: to });
+                self.change(
+                    i,
+                    "deploy-pipeline",
+                    ChangeKind::Deploy {
+                        from_revision: from,
+                        to_revision: to,
+                    },
+                );
             }
             Scenario::LatencyInjection => {
-                let old = self.svcs[i].config.insert(SLOW_KEY.into(), "true".into()).unwrap_or_default();
-                self.change(i, "deploy-pipeline", ChangeKind::Config { key: SLOW_KEY.into(), old, new: "true".into() });
+                let old = self.svcs[i]
+                    .config
+                    .insert(SLOW_KEY.into(), "true".into())
+                    .unwrap_or_default();
+                self.change(
+                    i,
+                    "deploy-pipeline",
+                    ChangeKind::Config {
+                        key: SLOW_KEY.into(),
+                        old,
+                        new: "true".into(),
+                    },
+                );
             }
             Scenario::CpuHog | Scenario::MemoryLeak | Scenario::DependencyOutage => {}
         }
-        let fault = Fault { scenario, target: target.clone(), started_at_s: self.now_s };
+        let fault = Fault {
+            scenario,
+            target: target.clone(),
+            started_at_s: self.now_s,
+        };
         self.fault = Some(fault.clone());
         self.recompute();
         Ok(fault)
@@ -531,12 +702,21 @@ impl Mesh {
         let Some(target) = action.target() else {
             return Ok("nothing to do".into());
         };
-        let i = self.index(target).ok_or_else(|| SimError::UnknownService(target.to_string()))?;
+        let i = self
+            .index(target)
+            .ok_or_else(|| SimError::UnknownService(target.to_string()))?;
         let out = match action {
             Action::ScaleUp { replicas, .. } | Action::ScaleDown { replicas, .. } => {
                 let from = self.svcs[i].replicas;
                 self.svcs[i].replicas = *replicas;
-                self.change(i, "warden", ChangeKind::Scale { from, to: *replicas });
+                self.change(
+                    i,
+                    "warden",
+                    ChangeKind::Scale {
+                        from,
+                        to: *replicas,
+                    },
+                );
                 format!("replicas {from} → {replicas}")
             }
             Action::Restart { .. } => {
@@ -544,33 +724,61 @@ impl Mesh {
                 self.svcs[i].leaked = 0.0;
                 self.change(i, "warden", ChangeKind::Restart);
                 if self.fault.as_ref().is_some_and(|f| {
-                    &f.target == target && matches!(f.scenario, Scenario::MemoryLeak | Scenario::DependencyOutage)
+                    &f.target == target
+                        && matches!(
+                            f.scenario,
+                            Scenario::MemoryLeak | Scenario::DependencyOutage
+                        )
                 }) {
                     self.fault = None;
                 }
                 format!("restarted {} replicas", self.svcs[i].replicas)
             }
             Action::ConfigUpdate { key, value, .. } => {
-                let old = self.svcs[i].config.insert(key.clone(), value.clone()).unwrap_or_default();
-                self.change(i, "warden", ChangeKind::Config { key: key.clone(), old: old.clone(), new: value.clone() });
+                let old = self.svcs[i]
+                    .config
+                    .insert(key.clone(), value.clone())
+                    .unwrap_or_default();
+                self.change(
+                    i,
+                    "warden",
+                    ChangeKind::Config {
+                        key: key.clone(),
+                        old: old.clone(),
+                        new: value.clone(),
+                    },
+                );
                 format!("config {key}: {old:?} → {value:?}")
             }
             Action::Rollback { revision, .. } => {
                 let cur = self.svcs[i].revision;
                 let to = match revision {
                     Some(r) if self.svcs[i].history.contains(r) => *r,
-                    Some(r) => return Err(SimError::Refused(format!("revision {r} of {target} was never deployed"))),
+                    Some(r) => {
+                        return Err(SimError::Refused(format!(
+                            "revision {r} of {target} was never deployed"
+                        )));
+                    }
                     None => {
                         let h = &self.svcs[i].history;
                         let pos = h.iter().rposition(|r| *r == cur).unwrap_or(0);
                         if pos == 0 {
-                            return Err(SimError::Refused(format!("{target} has no revision before {cur}")));
+                            return Err(SimError::Refused(format!(
+                                "{target} has no revision before {cur}"
+                            )));
                         }
                         h[pos - 1]
                     }
                 };
                 self.svcs[i].revision = to;
-                self.change(i, "warden", ChangeKind::Deploy { from_revision: cur, to_revision: to });
+                self.change(
+                    i,
+                    "warden",
+                    ChangeKind::Deploy {
+                        from_revision: cur,
+                        to_revision: to,
+                    },
+                );
                 format!("revision {cur} → {to}")
             }
             Action::None { .. } => "nothing to do".into(),
@@ -591,13 +799,15 @@ impl Mesh {
         let cleared = match f.scenario {
             Scenario::CpuHog => {
                 let hog = 0.63 * f64::from(s.spec.replicas);
-                let util = (s.rps / f64::from(s.replicas)) * s.spec.cpu_per_rps + s.spec.base_cpu + hog / f64::from(s.replicas);
+                let util = (s.rps / f64::from(s.replicas)) * s.spec.cpu_per_rps
+                    + s.spec.base_cpu
+                    + hog / f64::from(s.replicas);
                 util < 0.6
             }
             Scenario::LatencyInjection => s.config.get(SLOW_KEY).is_some_and(|v| v != "true"),
-            Scenario::ErrorBurst | Scenario::CrashLoop => {
-                self.bad_revision.is_none_or(|(_, rev, _)| s.revision != rev)
-            }
+            Scenario::ErrorBurst | Scenario::CrashLoop => self
+                .bad_revision
+                .is_none_or(|(_, rev, _)| s.revision != rev),
             Scenario::MemoryLeak | Scenario::DependencyOutage => false,
         };
         if cleared {
@@ -659,9 +869,15 @@ mod tests {
         m.advance_to(t0().plus_secs(30));
         let s = m.scrape();
         assert!(value(&s, "database-service", Metric::ErrorRate) > 0.06);
-        assert!(value(&s, "user-service", Metric::ErrorRate) > 0.05, "symptom upstream");
+        assert!(
+            value(&s, "user-service", Metric::ErrorRate) > 0.05,
+            "symptom upstream"
+        );
         assert!(value(&s, "api-gateway", Metric::RequestLatencyP50) > 150.0);
-        m.apply(&Action::Restart { target: name("user-service") }).expect("restart");
+        m.apply(&Action::Restart {
+            target: name("user-service"),
+        })
+        .expect("restart");
         assert!(m.fault().is_some(), "restarting a victim does not help");
         m.apply(&Action::Restart { target: db }).expect("restart");
         assert!(m.fault().is_none());
@@ -676,16 +892,33 @@ mod tests {
             m.advance_to(t0().plus_secs(20));
             // A wrong action leaves the fault in place.
             let wrong = match sc.fix() {
-                warden_model::ActionKind::Restart => Action::ScaleUp { target: target.clone(), replicas: 4 },
-                _ => Action::Restart { target: target.clone() },
+                warden_model::ActionKind::Restart => Action::ScaleUp {
+                    target: target.clone(),
+                    replicas: 4,
+                },
+                _ => Action::Restart {
+                    target: target.clone(),
+                },
             };
             m.apply(&wrong).expect("applies");
             assert!(m.fault().is_some(), "{sc}: {wrong} must not clear it");
             let fix = match sc.fix() {
-                warden_model::ActionKind::ScaleUp => Action::ScaleUp { target: target.clone(), replicas: 8 },
-                warden_model::ActionKind::Restart => Action::Restart { target: target.clone() },
-                warden_model::ActionKind::ConfigUpdate => Action::ConfigUpdate { target: target.clone(), key: SLOW_KEY.into(), value: "false".into() },
-                _ => Action::Rollback { target: target.clone(), revision: None },
+                warden_model::ActionKind::ScaleUp => Action::ScaleUp {
+                    target: target.clone(),
+                    replicas: 8,
+                },
+                warden_model::ActionKind::Restart => Action::Restart {
+                    target: target.clone(),
+                },
+                warden_model::ActionKind::ConfigUpdate => Action::ConfigUpdate {
+                    target: target.clone(),
+                    key: SLOW_KEY.into(),
+                    value: "false".into(),
+                },
+                _ => Action::Rollback {
+                    target: target.clone(),
+                    revision: None,
+                },
             };
             m.apply(&fix).expect("applies");
             assert!(m.fault().is_none(), "{sc}: {fix} clears it");
@@ -698,8 +931,13 @@ mod tests {
         for sc in Scenario::ALL {
             assert_eq!(sc.pick_target(5, &names), sc.pick_target(5, &names));
         }
-        assert_eq!(Scenario::DependencyOutage.pick_target(5, &names).as_str(), "database-service");
-        let picks: std::collections::BTreeSet<_> = (0..20).map(|s| Scenario::CpuHog.pick_target(s, &names)).collect();
+        assert_eq!(
+            Scenario::DependencyOutage.pick_target(5, &names).as_str(),
+            "database-service"
+        );
+        let picks: std::collections::BTreeSet<_> = (0..20)
+            .map(|s| Scenario::CpuHog.pick_target(s, &names))
+            .collect();
         assert!(picks.len() > 3, "seeds spread targets");
     }
 }

@@ -28,7 +28,10 @@ pub struct StoreError {
 
 impl StoreError {
     pub(crate) fn new(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Self { context: context.into(), message: e.to_string() }
+        Self {
+            context: context.into(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -121,7 +124,13 @@ pub trait Store: Send + Sync {
     /// Records a pending approval (replacing an older one for the incident).
     fn request_approval(&self, a: &Approval) -> Result<()>;
     /// Approves or rejects the pending approval of `incident`.
-    fn decide_approval(&self, incident: &IncidentId, approve: bool, by: &str, now: Timestamp) -> std::result::Result<Approval, DecideError>;
+    fn decide_approval(
+        &self,
+        incident: &IncidentId,
+        approve: bool,
+        by: &str,
+        now: Timestamp,
+    ) -> std::result::Result<Approval, DecideError>;
     /// Approvals in a state.
     fn approvals(&self, state: ApprovalState) -> Result<Vec<Approval>>;
     /// Marks a decided approval as acted upon (it is no longer returned).

@@ -63,7 +63,8 @@ fn parse<T: serde::de::DeserializeOwned>(context: &str, s: &str) -> Result<T> {
 impl SqliteStore {
     /// Opens (creating if needed) `dir/warden.db`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::new(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::new(format!("create {}", dir.display()), e))?;
         Self::open(&dir.join("warden.db"))
     }
 
@@ -71,18 +72,26 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = format!("open {}", path.display());
         let conn = Connection::open(path).map_err(|e| StoreError::new(&ctx, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| StoreError::new(&ctx, e))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| StoreError::new(&ctx, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| StoreError::new(&ctx, e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| StoreError::new(&ctx, e))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| StoreError::new(&ctx, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| StoreError::new(&ctx, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| StoreError::new(&ctx, e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StoreError::new(&ctx, e))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// An in-memory store (tests).
     pub fn in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(err("open memory"))?;
         conn.execute_batch(SCHEMA).map_err(err("schema"))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -91,14 +100,25 @@ impl SqliteStore {
     }
 }
 
-fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>, i64, Option<i64>)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+/// An approvals row: incident, state, action, by, requested_ms, decided_ms.
+type ApprovalRow = (String, String, String, Option<String>, i64, Option<i64>);
+
+fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
 }
 
-fn to_approval(r: (String, String, String, Option<String>, i64, Option<i64>)) -> Result<Approval> {
+fn to_approval(r: ApprovalRow) -> Result<Approval> {
     Ok(Approval {
         incident: IncidentId(r.0),
-        state: ApprovalState::parse(&r.1).ok_or_else(|| StoreError::new("approval state", format!("{:?}", r.1)))?,
+        state: ApprovalState::parse(&r.1)
+            .ok_or_else(|| StoreError::new("approval state", format!("{:?}", r.1)))?,
         action: parse("approval action", &r.2)?,
         by: r.3,
         requested_at: Timestamp(r.4),
@@ -122,16 +142,28 @@ impl Store for SqliteStore {
 
     fn services(&self) -> Result<Vec<Service>> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT body FROM services ORDER BY name").map_err(err("services"))?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err("services"))?;
-            rows.map(|r| r.map_err(err("services")).and_then(|b| parse("service", &b))).collect()
+            let mut st = c
+                .prepare("SELECT body FROM services ORDER BY name")
+                .map_err(err("services"))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(err("services"))?;
+            rows.map(|r| {
+                r.map_err(err("services"))
+                    .and_then(|b| parse("service", &b))
+            })
+            .collect()
         })
     }
 
     fn service(&self, name: &ServiceName) -> Result<Option<Service>> {
         self.with(|c| {
             let body: Option<String> = c
-                .query_row("SELECT body FROM services WHERE name = ?1", [name.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT body FROM services WHERE name = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(err("service"))?;
             body.map(|b| parse("service", &b)).transpose()
@@ -156,15 +188,25 @@ impl Store for SqliteStore {
             let mut st = c
                 .prepare("SELECT body FROM incidents ORDER BY opened_ms DESC, id LIMIT ?1")
                 .map_err(err("incidents"))?;
-            let rows = st.query_map([limit as i64], |r| r.get::<_, String>(0)).map_err(err("incidents"))?;
-            rows.map(|r| r.map_err(err("incidents")).and_then(|b| parse("incident", &b))).collect()
+            let rows = st
+                .query_map([limit as i64], |r| r.get::<_, String>(0))
+                .map_err(err("incidents"))?;
+            rows.map(|r| {
+                r.map_err(err("incidents"))
+                    .and_then(|b| parse("incident", &b))
+            })
+            .collect()
         })
     }
 
     fn incident(&self, id: &IncidentId) -> Result<Option<Incident>> {
         self.with(|c| {
             let body: Option<String> = c
-                .query_row("SELECT body FROM incidents WHERE id = ?1", [id.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT body FROM incidents WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(err("incident"))?;
             body.map(|b| parse("incident", &b)).transpose()
@@ -175,16 +217,26 @@ impl Store for SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let bodies: Vec<String> = entries.iter().map(|e| json(&e.event)).collect::<Result<_>>()?;
+        let bodies: Vec<String> = entries
+            .iter()
+            .map(|e| json(&e.event))
+            .collect::<Result<_>>()?;
         self.with(|c| {
             let tx = c.transaction().map_err(err("append"))?;
             {
                 let mut st = tx
-                    .prepare("INSERT INTO journal (ts_ms, incident, kind, body) VALUES (?1, ?2, ?3, ?4)")
+                    .prepare(
+                        "INSERT INTO journal (ts_ms, incident, kind, body) VALUES (?1, ?2, ?3, ?4)",
+                    )
                     .map_err(err("append"))?;
                 for (e, body) in entries.iter_mut().zip(&bodies) {
-                    st.execute(params![e.ts.millis(), e.incident.as_ref().map(|i| i.as_str()), e.event.kind(), body])
-                        .map_err(err("append"))?;
+                    st.execute(params![
+                        e.ts.millis(),
+                        e.incident.as_ref().map(|i| i.as_str()),
+                        e.event.kind(),
+                        body
+                    ])
+                    .map_err(err("append"))?;
                     e.seq = tx.last_insert_rowid() as u64;
                 }
             }
@@ -193,7 +245,11 @@ impl Store for SqliteStore {
     }
 
     fn journal(&self, q: &JournalQuery) -> Result<Vec<JournalEntry>> {
-        let limit = if q.limit == 0 { 1000 } else { q.limit.min(100_000) };
+        let limit = if q.limit == 0 {
+            1000
+        } else {
+            q.limit.min(100_000)
+        };
         let mut sql = String::from("SELECT seq, ts_ms, incident, body FROM journal WHERE seq > ?1");
         if q.incident.is_some() {
             sql.push_str(" AND incident = ?2");
@@ -212,9 +268,10 @@ impl Store for SqliteStore {
         self.with(|c| {
             let mut st = c.prepare(&sql).map_err(err("journal"))?;
             let after = q.after_seq.unwrap_or(0) as i64;
-            let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, Option<String>, String)> {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            };
+            let map =
+                |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, Option<String>, String)> {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                };
             let rows: Vec<_> = match &q.incident {
                 Some(i) => st.query_map(params![after, i.as_str()], map),
                 None => st.query_map(params![after], map),
@@ -250,8 +307,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn decide_approval(&self, incident: &IncidentId, approve: bool, by: &str, now: Timestamp) -> std::result::Result<Approval, DecideError> {
-        let state = if approve { ApprovalState::Approved } else { ApprovalState::Rejected };
+    fn decide_approval(
+        &self,
+        incident: &IncidentId,
+        approve: bool,
+        by: &str,
+        now: Timestamp,
+    ) -> std::result::Result<Approval, DecideError> {
+        let state = if approve {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Rejected
+        };
         let row = self.with(|c| {
             let n = c
                 .execute(
@@ -295,8 +362,11 @@ impl Store for SqliteStore {
 
     fn consume_approval(&self, incident: &IncidentId) -> Result<()> {
         self.with(|c| {
-            c.execute("UPDATE approvals SET consumed = 1 WHERE incident = ?1", [incident.as_str()])
-                .map_err(err("consume approval"))?;
+            c.execute(
+                "UPDATE approvals SET consumed = 1 WHERE incident = ?1",
+                [incident.as_str()],
+            )
+            .map_err(err("consume approval"))?;
             Ok(())
         })
     }
@@ -320,6 +390,10 @@ mod tests {
         }
         let s = SqliteStore::open_dir(dir.path()).expect("reopen");
         assert!(!s.services().expect("services").is_empty());
-        assert!(!s.journal(&JournalQuery::default()).expect("journal").is_empty());
+        assert!(
+            !s.journal(&JournalQuery::default())
+                .expect("journal")
+                .is_empty()
+        );
     }
 }
