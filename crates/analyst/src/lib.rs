@@ -10,7 +10,7 @@
 //! An analyst proposes; it never decides. Its plan steps are parsed into the
 //! closed `Action` enum and go through the gates like any other proposal.
 
-mod builtin;
+pub mod builtin;
 
 use std::future::Future;
 use std::pin::Pin;

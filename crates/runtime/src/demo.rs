@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use warden_analyst::Builtin;
+use warden_analyst::{Analyst, Builtin};
 use warden_api::{ApiState, Live, TokenTable, write_live};
 use warden_config::{AllowRule, Config, Mode};
 use warden_model::{ActionKind, Incident, JournalEntry, JournalEvent, Timestamp};
@@ -17,7 +17,7 @@ use warden_store::{JournalQuery, SqliteStore, Store, StoreError};
 use crate::{Engine, EngineParts, SimExecutor, SimSource, start_api};
 
 /// How to run the demo.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoOptions {
     /// Inject this scenario; None rotates through all six.
     pub scenario: Option<Scenario>,
@@ -40,6 +40,8 @@ pub struct DemoOptions {
     /// on the simulated services.
     pub config: Config,
     pub admin_token: Option<String>,
+    /// The analyst; the built-in one when None.
+    pub analyst: Option<Arc<dyn Analyst>>,
 }
 
 impl DemoOptions {
@@ -58,6 +60,7 @@ impl DemoOptions {
             data_dir,
             config: Config::default(),
             admin_token: None,
+            analyst: None,
         }
     }
 }
@@ -234,7 +237,7 @@ pub async fn run_demo(
         config: config.clone(),
         store: store.clone(),
         live: live.clone(),
-        analyst: Arc::new(Builtin),
+        analyst: opts.analyst.clone().unwrap_or_else(|| Arc::new(Builtin)),
         executor: Arc::new(SimExecutor::new(sim.mesh.clone())),
     })?;
     let server = match opts.listen {

@@ -183,3 +183,140 @@ async fn the_same_seed_gives_the_same_journal() {
     assert_eq!(a, b);
     assert_eq!(journal(da.path()), journal(db.path()));
 }
+
+/// An analyst that always proposes the given steps (to drive the failure
+/// paths and to play a hostile model).
+struct Scripted(Vec<serde_json::Value>);
+
+impl warden_analyst::Analyst for Scripted {
+    fn name(&self) -> String {
+        "scripted".into()
+    }
+    fn analyze<'a>(
+        &'a self,
+        request: &'a warden_analyst::Request,
+    ) -> warden_analyst::BoxFuture<'a, Result<warden_analyst::Answer, warden_analyst::AnalystError>>
+    {
+        Box::pin(async move {
+            match request {
+                warden_analyst::Request::AnomalyAnalysis(c) => Ok(
+                    warden_analyst::Answer::AnomalyAnalysis(warden_analyst::builtin::analyse(c)),
+                ),
+                warden_analyst::Request::RecoveryPlan(_) => {
+                    let steps = self
+                        .0
+                        .iter()
+                        .map(|v| serde_json::from_value(v.clone()).expect("step shape"))
+                        .collect();
+                    Ok(warden_analyst::Answer::RecoveryPlan(
+                        warden_analyst::RecoveryPlan {
+                            steps,
+                            rationale: "scripted".into(),
+                        },
+                    ))
+                }
+            }
+        })
+    }
+}
+
+async fn run_with(
+    analyst: Scripted,
+    scenario: Scenario,
+    seed: u64,
+) -> (
+    DemoSummary,
+    Vec<warden_model::JournalEntry>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = options(dir.path(), Some(scenario), Mode::Auto, seed);
+    opts.analyst = Some(std::sync::Arc::new(analyst));
+    let s = run_demo(opts, &mut |_| {})
+        .await
+        .expect("runs")
+        .expect("summary");
+    let store = SqliteStore::open_dir(dir.path()).expect("store");
+    let j = store
+        .journal(&JournalQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .expect("journal");
+    (s, j, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_action_is_verified_as_not_recovered_undone_and_escalated() {
+    // error-burst (a bad release) on seed 1 hits inventory-service; scaling
+    // it up does not help.
+    let wrong = Scripted(vec![
+        serde_json::json!({"action": "scale_up", "target": "inventory-service", "params": {"replicas": 4}}),
+    ]);
+    let (s, journal, _d) = run_with(wrong, Scenario::ErrorBurst, 1).await;
+    assert_eq!(s.target, "inventory-service");
+    assert!(!s.recovered);
+    assert!(journal.iter().any(|e| matches!(
+        e.event,
+        JournalEvent::VerificationResult {
+            recovered: false,
+            ..
+        }
+    )));
+    let undone = journal.iter().find_map(|e| match &e.event {
+        JournalEvent::ActionUndone { undo, .. } => Some(undo.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        undone,
+        Some(warden_model::Action::ScaleDown {
+            target: warden_model::ServiceName::parse("inventory-service").expect("name"),
+            replicas: 2
+        })
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|e| matches!(e.event, JournalEvent::IncidentEscalated { .. }))
+    );
+    let end = s.mesh_at_end.expect("snapshot");
+    assert_eq!(
+        end.services.values().map(|x| x.replicas).sum::<u32>(),
+        s.mesh_after_injection
+            .expect("snapshot")
+            .services
+            .values()
+            .map(|x| x.replicas)
+            .sum::<u32>(),
+        "replicas restored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plan_steps_are_rejected_and_nothing_unintended_runs() {
+    let hostile = Scripted(vec![
+        serde_json::json!({"action": "delete_namespace", "target": "production"}),
+        serde_json::json!({"action": "scale_down", "target": "payment-service", "params": {"replicas": 0}}),
+        serde_json::json!({"action": "restart", "target": "kube-system"}),
+        serde_json::json!({"action": "scale_up", "target": "api-gateway", "params": {"replicas": 500}}),
+        serde_json::json!({"action": "restart", "target": "api-gateway; rm -rf /"}),
+    ]);
+    let (s, journal, _d) = run_with(hostile, Scenario::DependencyOutage, 1).await;
+    assert!(
+        journal
+            .iter()
+            .all(|e| !matches!(e.event, JournalEvent::ActionExecuted { .. })),
+        "nothing executed"
+    );
+    let rejected = journal
+        .iter()
+        .filter(|e| matches!(e.event, JournalEvent::PlanStepRejected { .. }))
+        .count();
+    assert_eq!(
+        rejected, 4,
+        "four steps do not parse or name unknown services"
+    );
+    let blast = journal.iter().any(|e| matches!(&e.event, JournalEvent::GateDecision { gate, decision: warden_model::Decision::Deny { .. }, .. } if gate == "blast_radius"));
+    assert!(blast, "500 replicas is refused by the blast-radius gate");
+    assert_eq!(s.mesh_after_injection, s.mesh_at_end);
+}
