@@ -51,6 +51,35 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Rank the root cause of one offline case (shared/data/rca/FORMAT.md layout).
+    Rca {
+        /// The case directory (data.csv and inject_time.txt at least).
+        #[arg(long)]
+        case: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Offline benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Rank every case below DIR; write one JSON line per case; print AC@1/3/5 and Avg@5.
+    Rca {
+        /// Root of the cases.
+        #[arg(long)]
+        cases: PathBuf,
+        /// Where the rankings go (JSON Lines).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -485,6 +514,115 @@ fn config(cmd: ConfigCommand) -> Result<(), Failure> {
     }
 }
 
+fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
+    if !case.join("data.csv").is_file() || !case.join("inject_time.txt").is_file() {
+        return Err(Failure::Input(format!(
+            "{} is not a case: it needs data.csv and inject_time.txt",
+            case.display()
+        )));
+    }
+    let root = case
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.parent())
+        .unwrap_or(&case)
+        .to_path_buf();
+    let c = warden_bench::load_case(&case, &root).map_err(|e| Failure::Input(e.to_string()))?;
+    let ranking = warden_bench::rank_case(&c, &warden_rca::RankParams::default());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "case": case.display().to_string(), "ranking": ranking })
+        );
+        return Ok(());
+    }
+    println!(
+        "root-cause ranking for {} ({} services, onset {}):",
+        case.display(),
+        ranking.len(),
+        Timestamp::from_secs_f64(c.inject_time)
+    );
+    for (k, cand) in ranking
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.score > 0.0)
+        .take(10)
+    {
+        println!(
+            "  #{:<2} {} ({}, score {:.2})",
+            k + 1,
+            cand.service,
+            cand.metric,
+            cand.score
+        );
+        for e in &cand.evidence {
+            println!("        {e}");
+        }
+    }
+    let quiet = ranking.iter().filter(|c| c.score <= 0.0).count();
+    if quiet > 0 {
+        println!("  ({quiet} services show no significant change)");
+    }
+    Ok(())
+}
+
+fn bench(cmd: BenchCommand) -> Result<(), Failure> {
+    match cmd {
+        BenchCommand::Rca { cases, out, json } => {
+            if !cases.is_dir() {
+                return Err(Failure::Input(format!(
+                    "--cases {} is not a directory",
+                    cases.display()
+                )));
+            }
+            let file = std::fs::File::create(&out)
+                .map_err(|e| Failure::Input(format!("--out {}: {e}", out.display())))?;
+            let mut w = std::io::BufWriter::new(file);
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let (report, _) = warden_bench::run_rca_bench(&cases, &mut w, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .map_err(|e| Failure::Input(e.to_string()))?;
+            bar.finish_and_clear();
+            w.flush()?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            let line = |name: &str, s: &warden_bench::Score| {
+                println!(
+                    "{name:<28} {:>4} {:>6.3} {:>6.3} {:>6.3} {:>6.3}",
+                    s.n, s.ac[0], s.ac[2], s.ac[4], s.avg5
+                );
+            };
+            println!(
+                "{:<28} {:>4} {:>6} {:>6} {:>6} {:>6}",
+                "", "n", "AC@1", "AC@3", "AC@5", "Avg@5"
+            );
+            line("all", &report.overall);
+            for (k, s) in &report.by_folder {
+                line(&format!("folder {k}"), s);
+            }
+            for (k, s) in &report.by_fault {
+                line(&format!("fault {k}"), s);
+            }
+            if report.unscored > 0 {
+                println!(
+                    "{} cases without truth.json were ranked but not scored",
+                    report.unscored
+                );
+            }
+            println!("rankings written to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -499,6 +637,8 @@ fn main() -> ExitCode {
         Command::Approve(a) => decide(a, true),
         Command::Reject(a) => decide(a, false),
         Command::Config { command } => config(command),
+        Command::Rca { case, json } => rca(case, json),
+        Command::Bench { command } => bench(command),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(demo(a))),
         Command::Serve {
             config,

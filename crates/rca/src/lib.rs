@@ -46,6 +46,8 @@ pub struct Case<'a> {
     pub normal: Vec<Series<'a>>,
     /// Call edges, caller → callee.
     pub edges: Vec<(String, String)>,
+    /// The symptom that opened the incident: (service, metric).
+    pub alert: Option<(String, String)>,
 }
 
 /// Tunables, one set for every dataset.

@@ -560,6 +560,7 @@ impl Engine {
             onset_s: onset.secs_f64(),
             normal: vec![],
             edges,
+            alert: None,
         };
         warden_rca::rank(&case, &warden_rca::RankParams::default())
     }

@@ -1,0 +1,354 @@
+//! Reading one RCA case directory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use warden_model::Candidate;
+use warden_rca::{Case, RankParams, Series};
+
+/// Largest CSV file read, bytes.
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+
+/// A problem with a case, naming the file and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("{path}: {message}")]
+    Bad { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> CaseError {
+    CaseError::Bad {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// A metrics table: a `time` column and `<service>_<metric>` columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    pub times: Vec<f64>,
+    /// (service, metric, values); NaN for an empty cell.
+    pub columns: Vec<(String, String, Vec<f64>)>,
+}
+
+/// Splits `<service>_<metric>` at the last `_`.
+pub fn split_column(name: &str) -> Option<(&str, &str)> {
+    let i = name.rfind('_')?;
+    let (s, m) = (&name[..i], &name[i + 1..]);
+    (!s.is_empty() && !m.is_empty()).then_some((s, m))
+}
+
+/// Reads a metrics CSV. Errors name the line and column.
+pub fn read_table(path: &Path) -> Result<Table, CaseError> {
+    let meta = std::fs::metadata(path).map_err(|e| CaseError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(bad(
+            path,
+            format!("{} bytes; at most {MAX_FILE_BYTES} read", meta.len()),
+        ));
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| bad(path, e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| bad(path, e.to_string()))?.clone();
+    if headers.get(0).map(str::trim) != Some("time") {
+        return Err(bad(
+            path,
+            format!(
+                "first column is {:?}, expected \"time\"",
+                headers.get(0).unwrap_or("")
+            ),
+        ));
+    }
+    let mut cols: Vec<Option<(String, String)>> = Vec::new();
+    for (i, h) in headers.iter().enumerate().skip(1) {
+        match split_column(h) {
+            Some((s, m)) => cols.push(Some((s.to_string(), m.to_string()))),
+            None => {
+                return Err(bad(
+                    path,
+                    format!("column {} header {h:?} is not <service>_<metric>", i + 1),
+                ));
+            }
+        }
+    }
+    let mut t = Table {
+        times: Vec::new(),
+        columns: cols
+            .iter()
+            .flatten()
+            .map(|(s, m)| (s.clone(), m.clone(), Vec::new()))
+            .collect(),
+    };
+    for (row, rec) in rdr.records().enumerate() {
+        let line = row + 2;
+        let rec = rec.map_err(|e| bad(path, format!("line {line}: {e}")))?;
+        let time_text = rec.get(0).unwrap_or("").trim();
+        let time: f64 = time_text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    format!("line {line} column 1: time {time_text:?} is not a number"),
+                )
+            })?;
+        if t.times.last().is_some_and(|p| time < *p) {
+            return Err(bad(
+                path,
+                format!("line {line} column 1: time {time_text} goes backwards"),
+            ));
+        }
+        t.times.push(time);
+        for (j, col) in t.columns.iter_mut().enumerate() {
+            let cell = rec.get(j + 1).unwrap_or("").trim();
+            let v = if cell.is_empty() {
+                f64::NAN
+            } else {
+                cell.parse::<f64>().map_err(|_| {
+                    bad(
+                        path,
+                        format!("line {line} column {}: {cell:?} is not a number", j + 2),
+                    )
+                })?
+            };
+            col.2.push(v);
+        }
+    }
+    Ok(t)
+}
+
+/// `alert.json` / `truth.json` shapes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Alert {
+    pub service: String,
+    pub metric: String,
+}
+
+/// The scoring truth of a case (never given to the ranker).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Truth {
+    pub root_cause: String,
+    #[serde(default = "unknown")]
+    pub fault: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
+}
+
+/// One case as read from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    pub dir: PathBuf,
+    pub data: Table,
+    pub normal: Option<Table>,
+    pub inject_time: f64,
+    pub edges: Vec<(String, String)>,
+    pub alert: Option<Alert>,
+    /// Only for scoring; `rank_case` never reads it.
+    pub truth: Option<Truth>,
+}
+
+fn read_text(path: &Path) -> Result<String, CaseError> {
+    std::fs::read_to_string(path).map_err(|e| CaseError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// Every case directory below `root` (a directory with `data.csv` and
+/// `inject_time.txt`), sorted.
+pub fn find_cases(root: &Path) -> Result<Vec<PathBuf>, CaseError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("data.csv").is_file() && d.join("inject_time.txt").is_file() {
+            out.push(d.clone());
+        }
+        let rd = std::fs::read_dir(&d).map_err(|e| CaseError::Io {
+            path: d.display().to_string(),
+            source: e,
+        })?;
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a case; `root` bounds the search for a shared `normal.csv`.
+pub fn load_case(dir: &Path, root: &Path) -> Result<LoadedCase, CaseError> {
+    let data = read_table(&dir.join("data.csv"))?;
+    let inject_path = dir.join("inject_time.txt");
+    let text = read_text(&inject_path)?;
+    let inject_time: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| {
+            bad(
+                &inject_path,
+                format!("{:?} is not a number of Unix seconds", text.trim()),
+            )
+        })?;
+    let mut normal = None;
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        let p = cur.join("normal.csv");
+        if p.is_file() {
+            normal = Some(read_table(&p)?);
+            break;
+        }
+        if cur == root {
+            break;
+        }
+        d = cur.parent();
+    }
+    let mut edges = Vec::new();
+    let gp = dir.join("graph.csv");
+    if gp.is_file() {
+        let mut rdr = csv::Reader::from_path(&gp).map_err(|e| bad(&gp, e.to_string()))?;
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| bad(&gp, format!("line {}: {e}", i + 2)))?;
+            match (rec.get(0), rec.get(1)) {
+                (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
+                    edges.push((a.to_string(), b.to_string()))
+                }
+                _ => return Err(bad(&gp, format!("line {}: expected caller,callee", i + 2))),
+            }
+        }
+    }
+    let ap = dir.join("alert.json");
+    let alert = if ap.is_file() {
+        Some(serde_json::from_str(&read_text(&ap)?).map_err(|e| bad(&ap, e.to_string()))?)
+    } else {
+        None
+    };
+    let tp = dir.join("truth.json");
+    let truth = if tp.is_file() {
+        Some(serde_json::from_str(&read_text(&tp)?).map_err(|e| bad(&tp, e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(LoadedCase {
+        dir: dir.to_path_buf(),
+        data,
+        normal,
+        inject_time,
+        edges,
+        alert,
+        truth,
+    })
+}
+
+/// Ranks a case's services with the live loop's engine. Reads everything
+/// but `truth`.
+pub fn rank_case(c: &LoadedCase, params: &RankParams) -> Vec<Candidate> {
+    let series: Vec<Series<'_>> = c
+        .data
+        .columns
+        .iter()
+        .map(|(s, m, v)| Series {
+            service: s,
+            metric: m,
+            times: &c.data.times,
+            values: v,
+        })
+        .collect();
+    let normal: Vec<Series<'_>> = c
+        .normal
+        .iter()
+        .flat_map(|n| {
+            n.columns.iter().map(move |(s, m, v)| Series {
+                service: s,
+                metric: m,
+                times: &n.times,
+                values: v,
+            })
+        })
+        .collect();
+    let case = Case {
+        series,
+        onset_s: c.inject_time,
+        normal,
+        edges: c.edges.clone(),
+        alert: c
+            .alert
+            .as_ref()
+            .map(|a| (a.service.clone(), a.metric.clone())),
+    };
+    let mut ranking = warden_rca::rank(&case, params);
+    // Services only named in the graph or data but never scored still rank.
+    let seen: BTreeSet<String> = ranking.iter().map(|r| r.service.clone()).collect();
+    for (s, _, _) in &c.data.columns {
+        if !seen.contains(s) && !ranking.iter().any(|r| &r.service == s) {
+            ranking.push(Candidate {
+                service: s.clone(),
+                metric: String::new(),
+                score: 0.0,
+                evidence: vec![],
+            });
+        }
+    }
+    ranking
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_names_split_at_the_last_underscore() {
+        assert_eq!(
+            split_column("cartservice_cpu"),
+            Some(("cartservice", "cpu"))
+        );
+        assert_eq!(
+            split_column("lambdastatusupdater_AWS::Lambda::Function_requests-sum"),
+            Some(("lambdastatusupdater_AWS::Lambda::Function", "requests-sum"))
+        );
+        assert_eq!(split_column("nounderscore"), None);
+        assert_eq!(split_column("trailing_"), None);
+    }
+
+    #[test]
+    fn malformed_csv_names_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("data.csv");
+        std::fs::write(&p, "time,a_cpu\n1,0.5\n2,abc\n").expect("write");
+        let e = read_table(&p).expect_err("bad cell").to_string();
+        assert!(e.contains("line 3 column 2") && e.contains("abc"), "{e}");
+        std::fs::write(&p, "stamp,a_cpu\n").expect("write");
+        assert!(
+            read_table(&p)
+                .expect_err("bad header")
+                .to_string()
+                .contains("stamp")
+        );
+        std::fs::write(&p, "time,a_cpu\n2,1\n1,1\n").expect("write");
+        assert!(
+            read_table(&p)
+                .expect_err("backwards")
+                .to_string()
+                .contains("backwards")
+        );
+        std::fs::write(&p, "time,a_cpu\n1,\n").expect("write");
+        assert!(read_table(&p).expect("empty cell is missing").columns[0].2[0].is_nan());
+    }
+}
