@@ -64,16 +64,24 @@ pub struct RankParams {
     pub traffic_weight: f64,
     /// Smallest robust scale, as a fraction of |median|.
     pub rel_scale_floor: f64,
+    /// Smallest robust scale of latency series, as a fraction of |median|
+    /// (latency is heavy-tailed: only relative changes mean much).
+    pub latency_rel_floor: f64,
+    /// Score factor for services the alert's service cannot reach through
+    /// call edges (they cannot explain the symptom).
+    pub unreachable_factor: f64,
 }
 
 impl Default for RankParams {
     fn default() -> Self {
         Self {
-            min_z: 4.0,
+            min_z: 5.0,
             explained_discount: 0.8,
             caller_bonus: 0.3,
             traffic_weight: 0.5,
             rel_scale_floor: 0.01,
+            latency_rel_floor: 0.1,
+            unreachable_factor: 0.1,
         }
     }
 }
@@ -131,6 +139,31 @@ impl MetricClass {
     }
 }
 
+/// The family of a metric name (finer than its class): `latency`,
+/// `error`, `availability`, `cpu`, `memory`, `replicas`, `traffic` or
+/// `other`. With an alert, the alert's family is the symptom to explain.
+pub fn family(metric: &str) -> &'static str {
+    let m = metric.to_ascii_lowercase();
+    let has = |k: &str| m.contains(k);
+    if has("latency") || has("duration") {
+        "latency"
+    } else if has("error") || has("fail") || has("5xx") {
+        "error"
+    } else if has("availability") || has("success") {
+        "availability"
+    } else if has("cpu") {
+        "cpu"
+    } else if has("mem") {
+        "memory"
+    } else if has("replica") || has("ready") {
+        "replicas"
+    } else if matches!(MetricClass::of(metric), MetricClass::Traffic) {
+        "traffic"
+    } else {
+        "other"
+    }
+}
+
 /// The change of one series around the onset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesChange {
@@ -165,46 +198,57 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Scores one series: reference median/MAD versus the data after the onset.
-/// Returns None when either side has too little data.
-pub fn series_change(
-    s: &Series<'_>,
-    normal: Option<&Series<'_>>,
-    onset_s: f64,
-    p: &RankParams,
-) -> Option<SeriesChange> {
-    let mut reference = match normal {
-        Some(n) => finite(n.times, n.values, |_| true),
-        None => Vec::new(),
-    };
-    if reference.len() < 3 {
-        reference = finite(s.times, s.values, |t| t < onset_s);
-    }
+/// Scores one series: how far the data after the onset moved, in the
+/// harmful direction, from the reference level (the normal period when
+/// given, else the data before the onset), and also from the best sample
+/// before the onset — a level that was already there before the onset is
+/// not a change the fault made. In units of the reference's robust scale
+/// (1.4826 · MAD, floored). None when either side has no data.
+pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, p: &RankParams) -> Option<SeriesChange> {
+    let normal_ref = normal.map(|n| finite(n.times, n.values, |_| true)).filter(|r| r.len() >= 5);
+    let mut before = finite(s.times, s.values, |t| t < onset_s);
     let mut after = finite(s.times, s.values, |t| t >= onset_s);
-    if reference.len() < 3 || after.is_empty() {
+    if after.is_empty() || (before.is_empty() && normal_ref.is_none()) {
         return None;
     }
-    let med = median(&mut reference);
-    let mut dev: Vec<f64> = reference.iter().map(|v| (v - med).abs()).collect();
-    let mad = median(&mut dev);
-    let scale = (1.4826 * mad).max(p.rel_scale_floor * med.abs()).max(1e-9);
-    let after_med = median(&mut after);
-    let after_max = after.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let after_min = after.iter().copied().fold(f64::INFINITY, f64::min);
     let class = MetricClass::of(s.metric);
-    // Blend the typical level after the onset with its extreme, BARO-style.
-    let up = (0.5 * (after_med - med) + 0.5 * (after_max - med)) / scale;
-    let down = (0.5 * (med - after_med) + 0.5 * (med - after_min)) / scale;
+    // Work in the harmful direction: flip series that hurt when low.
+    let sign = match class {
+        MetricClass::ResourceDown | MetricClass::SloDown => -1.0,
+        _ => 1.0,
+    };
+    let mut reference: Vec<f64> = normal_ref.clone().unwrap_or_else(|| before.clone());
+    let center = median(&mut reference);
+    let mad = if reference.len() >= 5 {
+        let mut dev: Vec<f64> = reference.iter().map(|v| (v - center).abs()).collect();
+        1.4826 * median(&mut dev)
+    } else {
+        0.0
+    };
+    let rel = if family(s.metric) == "latency" { p.latency_rel_floor } else { p.rel_scale_floor };
+    let scale = mad.max(rel * center.abs()).max(1e-9);
+    let after_med = median(&mut after);
+    let extreme = |v: &[f64]| v.iter().map(|x| sign * x).fold(f64::NEG_INFINITY, f64::max);
+    // Typical level after the onset blended with its extreme, BARO-style.
+    let agg = 0.5 * sign * after_med + 0.5 * extreme(&after);
+    let mut d = agg - sign * center;
+    if !before.is_empty() {
+        let best_before = before.iter_mut().map(|x| sign * *x).fold(f64::INFINITY, f64::min);
+        d = d.min(agg - best_before);
+    }
     let z = match class {
-        MetricClass::ResourceUp | MetricClass::SloUp => up.max(0.0),
-        MetricClass::ResourceDown | MetricClass::SloDown => down.max(0.0),
-        MetricClass::Traffic | MetricClass::Other => up.max(down).max(0.0),
+        MetricClass::Traffic | MetricClass::Other => {
+            // Both directions matter for traffic.
+            let down_agg = 0.5 * (-after_med) + 0.5 * extreme(&after.iter().map(|x| -x).collect::<Vec<_>>());
+            d.max(down_agg + center).max(0.0) / scale
+        }
+        _ => d.max(0.0) / scale,
     };
     Some(SeriesChange {
         service: s.service.to_string(),
         metric: s.metric.to_string(),
         class,
-        reference: med,
+        reference: center,
         after: after_med,
         z,
     })
@@ -217,6 +261,9 @@ struct ServiceEvidence {
     traffic: f64,
     best: Option<SeriesChange>,
     best_strength: f64,
+    /// Strongest change below the threshold (ranks services that are not
+    /// anomalous among themselves).
+    weak: f64,
     changes: Vec<SeriesChange>,
 }
 
@@ -237,7 +284,16 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
         ev.entry(a.clone()).or_default();
         ev.entry(b.clone()).or_default();
     }
+    let alert_family = case.alert.as_ref().map(|(_, m)| family(m));
     for s in &case.series {
+        // With an alert, its family is the symptom to trace; resource
+        // anomalies (own by nature) still count.
+        if let Some(f) = alert_family {
+            let fam = family(s.metric);
+            if fam != f && !matches!(fam, "cpu" | "memory" | "replicas") {
+                continue;
+            }
+        }
         let e = ev.entry(s.service.to_string()).or_default();
         let Some(ch) = series_change(
             s,
@@ -248,6 +304,8 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             continue;
         };
         if ch.z < p.min_z {
+            let w = if ch.class.is_resource() || ch.class.is_slo() { 1.0 } else { p.traffic_weight };
+            e.weak = e.weak.max(w * strength(ch.z));
             e.changes.push(ch);
             continue;
         }
@@ -281,7 +339,18 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
         }
     }
     let anomalous = |s: &str| ev.get(s).is_some_and(|e| e.best.is_some());
-    let mut out: Vec<Candidate> = ev
+    // Services the alert's service reaches through call edges.
+    let reach: Option<BTreeSet<&str>> = case.alert.as_ref().filter(|_| !case.edges.is_empty()).map(|(svc, _)| {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![svc.as_str()];
+        while let Some(x) = stack.pop() {
+            if seen.insert(x) {
+                stack.extend(callees.get(x).into_iter().flatten().copied());
+            }
+        }
+        seen
+    });
+    let mut out: Vec<(f64, Candidate)> = ev
         .iter()
         .map(|(name, e)| {
             let mut evidence = Vec::new();
@@ -313,7 +382,17 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             } else {
                 sick_callers.len() as f64 / n_callers as f64
             };
-            let score = base * (1.0 + p.caller_bonus * frac);
+            let mut score = base * (1.0 + p.caller_bonus * frac);
+            let mut reach_factor = 1.0;
+            if let Some(r) = &reach {
+                if !r.contains(name.as_str()) {
+                    score *= p.unreachable_factor;
+                    reach_factor = p.unreachable_factor;
+                    if e.best.is_some() {
+                        evidence.push("not reachable from the alerting service through calls".into());
+                    }
+                }
+            }
             let metric = e
                 .best
                 .as_ref()
@@ -361,16 +440,15 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                     sick_callers.join(", ")
                 ));
             }
-            Candidate {
-                service: name.clone(),
-                metric,
-                score: if anomalous(name) { score } else { 0.0 },
-                evidence,
-            }
+            // Services below the threshold rank among the others by their
+            // strongest sub-threshold change, but report no score.
+            let key = if anomalous(name) { score } else { e.weak * reach_factor };
+            let score = if anomalous(name) { score } else { 0.0 };
+            (key, Candidate { service: name.clone(), metric, score, evidence })
         })
         .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.service.cmp(&b.service)));
-    out
+    out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.service.cmp(&b.1.service)));
+    out.into_iter().map(|(_, c)| c).collect()
 }
 
 fn short(v: f64) -> String {
@@ -438,6 +516,7 @@ mod tests {
                 .collect(),
             onset_s: 450.0,
             normal: vec![],
+            alert: None,
             edges: edges
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
