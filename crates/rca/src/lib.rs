@@ -174,6 +174,8 @@ pub struct SeriesChange {
     pub after: f64,
     /// Harmful-direction robust z (0 when the change is harmless).
     pub z: f64,
+    /// Harmful-direction change in the metric's own units (0 when harmless).
+    pub delta: f64,
 }
 
 fn finite(times: &[f64], values: &[f64], keep: impl Fn(f64) -> bool) -> Vec<f64> {
@@ -204,8 +206,15 @@ fn median(v: &mut [f64]) -> f64 {
 /// before the onset — a level that was already there before the onset is
 /// not a change the fault made. In units of the reference's robust scale
 /// (1.4826 · MAD, floored). None when either side has no data.
-pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, p: &RankParams) -> Option<SeriesChange> {
-    let normal_ref = normal.map(|n| finite(n.times, n.values, |_| true)).filter(|r| r.len() >= 5);
+pub fn series_change(
+    s: &Series<'_>,
+    normal: Option<&Series<'_>>,
+    onset_s: f64,
+    p: &RankParams,
+) -> Option<SeriesChange> {
+    let normal_ref = normal
+        .map(|n| finite(n.times, n.values, |_| true))
+        .filter(|r| r.len() >= 5);
     let mut before = finite(s.times, s.values, |t| t < onset_s);
     let mut after = finite(s.times, s.values, |t| t >= onset_s);
     if after.is_empty() || (before.is_empty() && normal_ref.is_none()) {
@@ -225,7 +234,11 @@ pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, 
     } else {
         0.0
     };
-    let rel = if family(s.metric) == "latency" { p.latency_rel_floor } else { p.rel_scale_floor };
+    let rel = if family(s.metric) == "latency" {
+        p.latency_rel_floor
+    } else {
+        p.rel_scale_floor
+    };
     let scale = mad.max(rel * center.abs()).max(1e-9);
     let after_med = median(&mut after);
     let extreme = |v: &[f64]| v.iter().map(|x| sign * x).fold(f64::NEG_INFINITY, f64::max);
@@ -233,17 +246,22 @@ pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, 
     let agg = 0.5 * sign * after_med + 0.5 * extreme(&after);
     let mut d = agg - sign * center;
     if !before.is_empty() {
-        let best_before = before.iter_mut().map(|x| sign * *x).fold(f64::INFINITY, f64::min);
+        let best_before = before
+            .iter_mut()
+            .map(|x| sign * *x)
+            .fold(f64::INFINITY, f64::min);
         d = d.min(agg - best_before);
     }
-    let z = match class {
+    let delta = match class {
         MetricClass::Traffic | MetricClass::Other => {
             // Both directions matter for traffic.
-            let down_agg = 0.5 * (-after_med) + 0.5 * extreme(&after.iter().map(|x| -x).collect::<Vec<_>>());
-            d.max(down_agg + center).max(0.0) / scale
+            let down_agg =
+                0.5 * (-after_med) + 0.5 * extreme(&after.iter().map(|x| -x).collect::<Vec<_>>());
+            d.max(down_agg + center).max(0.0)
         }
-        _ => d.max(0.0) / scale,
+        _ => d.max(0.0),
     };
+    let z = delta / scale;
     Some(SeriesChange {
         service: s.service.to_string(),
         metric: s.metric.to_string(),
@@ -251,6 +269,7 @@ pub fn series_change(s: &Series<'_>, normal: Option<&Series<'_>>, onset_s: f64, 
         reference: center,
         after: after_med,
         z,
+        delta,
     })
 }
 
@@ -265,6 +284,21 @@ struct ServiceEvidence {
     /// anomalous among themselves).
     weak: f64,
     changes: Vec<SeriesChange>,
+}
+
+/// How much of a caller's service-level change a callee can explain: a
+/// synchronous call adds the callee's latency (and its failures) to the
+/// caller's, so the caller's increase is explained at most by the callee's
+/// increase in the same units. Compared on the caller's most anomalous
+/// service-level metric; None when the callee does not report it.
+fn explained_share(caller: &ServiceEvidence, callee: &ServiceEvidence) -> Option<f64> {
+    let a = caller
+        .changes
+        .iter()
+        .filter(|c| c.class.is_slo() && c.delta > 0.0)
+        .max_by(|x, y| x.z.total_cmp(&y.z))?;
+    let b = callee.changes.iter().find(|c| c.metric == a.metric)?;
+    Some((b.delta / a.delta).min(1.0))
 }
 
 fn strength(z: f64) -> f64 {
@@ -304,7 +338,11 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             continue;
         };
         if ch.z < p.min_z {
-            let w = if ch.class.is_resource() || ch.class.is_slo() { 1.0 } else { p.traffic_weight };
+            let w = if ch.class.is_resource() || ch.class.is_slo() {
+                1.0
+            } else {
+                p.traffic_weight
+            };
             e.weak = e.weak.max(w * strength(ch.z));
             e.changes.push(ch);
             continue;
@@ -340,16 +378,20 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     }
     let anomalous = |s: &str| ev.get(s).is_some_and(|e| e.best.is_some());
     // Services the alert's service reaches through call edges.
-    let reach: Option<BTreeSet<&str>> = case.alert.as_ref().filter(|_| !case.edges.is_empty()).map(|(svc, _)| {
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![svc.as_str()];
-        while let Some(x) = stack.pop() {
-            if seen.insert(x) {
-                stack.extend(callees.get(x).into_iter().flatten().copied());
-            }
-        }
-        seen
-    });
+    let reach: Option<BTreeSet<&str>> =
+        case.alert
+            .as_ref()
+            .filter(|_| !case.edges.is_empty())
+            .map(|(svc, _)| {
+                let mut seen = BTreeSet::new();
+                let mut stack = vec![svc.as_str()];
+                while let Some(x) = stack.pop() {
+                    if seen.insert(x) {
+                        stack.extend(callees.get(x).into_iter().flatten().copied());
+                    }
+                }
+                seen
+            });
     let mut out: Vec<(f64, Candidate)> = ev
         .iter()
         .map(|(name, e)| {
@@ -358,13 +400,14 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             let mut explained: f64 = 0.0;
             let mut explainer = None;
             for c in callees.get(name.as_str()).into_iter().flatten() {
-                let cs = ev.get(*c).map_or(0.0, |x| x.slo);
-                if cs > 0.0 && e.slo > 0.0 {
-                    let share = (cs / e.slo).min(1.0);
-                    if share > explained {
-                        explained = share;
-                        explainer = Some(*c);
-                    }
+                let Some(ce) = ev.get(*c) else { continue };
+                if ce.slo <= 0.0 || e.slo <= 0.0 {
+                    continue;
+                }
+                let share = explained_share(e, ce).unwrap_or((ce.slo / e.slo).min(1.0));
+                if share > explained {
+                    explained = share;
+                    explainer = Some(*c);
                 }
             }
             let slo = e.slo * (1.0 - p.explained_discount * explained);
@@ -389,7 +432,8 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                     score *= p.unreachable_factor;
                     reach_factor = p.unreachable_factor;
                     if e.best.is_some() {
-                        evidence.push("not reachable from the alerting service through calls".into());
+                        evidence
+                            .push("not reachable from the alerting service through calls".into());
                     }
                 }
             }
@@ -442,9 +486,21 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             }
             // Services below the threshold rank among the others by their
             // strongest sub-threshold change, but report no score.
-            let key = if anomalous(name) { score } else { e.weak * reach_factor };
+            let key = if anomalous(name) {
+                score
+            } else {
+                e.weak * reach_factor
+            };
             let score = if anomalous(name) { score } else { 0.0 };
-            (key, Candidate { service: name.clone(), metric, score, evidence })
+            (
+                key,
+                Candidate {
+                    service: name.clone(),
+                    metric,
+                    score,
+                    evidence,
+                },
+            )
         })
         .collect();
     out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.service.cmp(&b.1.service)));
