@@ -286,6 +286,54 @@ struct ServiceEvidence {
     changes: Vec<SeriesChange>,
 }
 
+/// Whether two services' series of `metric` move together around the onset:
+/// Pearson correlation ≥ 0.9 over the shared timestamps from one window
+/// length before the onset to the end.
+fn lockstep(
+    series: &BTreeMap<(&str, &str), &Series<'_>>,
+    a: &str,
+    b: &str,
+    metric: &str,
+    onset_s: f64,
+) -> bool {
+    let (Some(x), Some(y)) = (series.get(&(a, metric)), series.get(&(b, metric))) else {
+        return false;
+    };
+    let end = x.times.last().copied().unwrap_or(onset_s);
+    let from = onset_s - (end - onset_s).max(0.0) - 1e-9;
+    let mut pairs = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < x.times.len() && j < y.times.len() {
+        let (ti, tj) = (x.times[i], y.times[j]);
+        if (ti - tj).abs() < 1e-6 {
+            if ti >= from && x.values[i].is_finite() && y.values[j].is_finite() {
+                pairs.push((x.values[i], y.values[j]));
+            }
+            i += 1;
+            j += 1;
+        } else if ti < tj {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    if pairs.len() < 3 {
+        return false;
+    }
+    let n = pairs.len() as f64;
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (u, v) in &pairs {
+        sxy += (u - mx) * (v - my);
+        sxx += (u - mx).powi(2);
+        syy += (v - my).powi(2);
+    }
+    sxx > 0.0 && syy > 0.0 && sxy / (sxx * syy).sqrt() >= 0.9
+}
+
 /// How much of a caller's service-level change a callee can explain: a
 /// synchronous call adds the callee's latency (and its failures) to the
 /// caller's, so the caller's increase is explained at most by the callee's
@@ -377,6 +425,11 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
         }
     }
     let anomalous = |s: &str| ev.get(s).is_some_and(|e| e.best.is_some());
+    let series_of: BTreeMap<(&str, &str), &Series<'_>> = case
+        .series
+        .iter()
+        .map(|s| ((s.service, s.metric), s))
+        .collect();
     // Services the alert's service reaches through call edges.
     let reach: Option<BTreeSet<&str>> =
         case.alert
@@ -399,15 +452,57 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             // How much of this service's symptom its callees explain.
             let mut explained: f64 = 0.0;
             let mut explainer = None;
-            for c in callees.get(name.as_str()).into_iter().flatten() {
-                let Some(ce) = ev.get(*c) else { continue };
+            // A leaf (no observed calls) may be a proxy or client-side view of
+            // a sibling whose edge the graph lacks: an anomalous sibling that
+            // moves in lockstep with it (same metric, correlation ≥ 0.9
+            // around the onset) can explain it like a callee would.
+            let is_leaf = callees.get(name.as_str()).is_none_or(|c| c.is_empty());
+            let candidates: Vec<&str> = callees
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            if is_leaf && e.best.is_some() {
+                for parent in callers.get(name.as_str()).into_iter().flatten() {
+                    for sib in callees.get(parent).into_iter().flatten() {
+                        if *sib == name.as_str() || callees.get(sib).is_none_or(|c| c.is_empty()) {
+                            continue;
+                        }
+                        let Some(se) = ev.get(*sib) else { continue };
+                        // Shares on the metrics where both are anomalous and move in lockstep.
+                        for a in e
+                            .changes
+                            .iter()
+                            .filter(|c| c.class.is_slo() && c.z >= p.min_z && c.delta > 0.0)
+                        {
+                            let Some(b) = se
+                                .changes
+                                .iter()
+                                .find(|c| c.metric == a.metric && c.z >= p.min_z)
+                            else {
+                                continue;
+                            };
+                            if lockstep(&series_of, name, sib, &a.metric, case.onset_s) {
+                                let share = (b.delta / a.delta).min(1.0);
+                                if share > explained {
+                                    explained = share;
+                                    explainer = Some(*sib);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for c in candidates {
+                let Some(ce) = ev.get(c) else { continue };
                 if ce.slo <= 0.0 || e.slo <= 0.0 {
                     continue;
                 }
                 let share = explained_share(e, ce).unwrap_or((ce.slo / e.slo).min(1.0));
                 if share > explained {
                     explained = share;
-                    explainer = Some(*c);
+                    explainer = Some(c);
                 }
             }
             let slo = e.slo * (1.0 - p.explained_discount * explained);
