@@ -286,6 +286,21 @@ struct ServiceEvidence {
     changes: Vec<SeriesChange>,
 }
 
+/// Whether `from` reaches `to` through call edges.
+fn reaches(callees: &BTreeMap<&str, BTreeSet<&str>>, from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(x) = stack.pop() {
+        if x == to {
+            return true;
+        }
+        if seen.insert(x) {
+            stack.extend(callees.get(x).into_iter().flatten().copied());
+        }
+    }
+    false
+}
+
 /// Whether two services' series of `metric` move together around the onset:
 /// Pearson correlation ≥ 0.9 over the shared timestamps from one window
 /// length before the onset to the end.
@@ -466,7 +481,12 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             if is_leaf && e.best.is_some() {
                 for parent in callers.get(name.as_str()).into_iter().flatten() {
                     for sib in callees.get(parent).into_iter().flatten() {
-                        if *sib == name.as_str() || callees.get(sib).is_none_or(|c| c.is_empty()) {
+                        // A sibling that itself reaches the leaf through calls
+                        // suffers from it; it cannot be its hidden server side.
+                        if *sib == name.as_str()
+                            || callees.get(sib).is_none_or(|c| c.is_empty())
+                            || reaches(&callees, sib, name)
+                        {
                             continue;
                         }
                         let Some(se) = ev.get(*sib) else { continue };
