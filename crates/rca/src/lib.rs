@@ -440,6 +440,19 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
         }
     }
     let anomalous = |s: &str| ev.get(s).is_some_and(|e| e.best.is_some());
+    // The alert's own change on its metric, in the metric's units.
+    let alert_delta = case.alert.as_ref().and_then(|(svc, m)| {
+        ev.get(svc.as_str())
+            .and_then(|e| e.changes.iter().find(|c| &c.metric == m))
+            .map(|c| c.delta)
+            .filter(|d| *d > 0.0)
+    });
+    let alert_metric = case.alert.as_ref().map(|(_, m)| m.as_str());
+    let alert_share = |e: &ServiceEvidence| -> Option<f64> {
+        let (ad, am) = (alert_delta?, alert_metric?);
+        let c = e.changes.iter().find(|c| c.metric == am)?;
+        Some((c.delta / ad).min(1.0))
+    };
     let series_of: BTreeMap<(&str, &str), &Series<'_>> = case
         .series
         .iter()
@@ -541,6 +554,18 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 sick_callers.len() as f64 / n_callers as f64
             };
             let mut score = base * (1.0 + p.caller_bonus * frac);
+            // With an alert: how much of the alert's own change could this
+            // service account for (same metric, absolute units)? A change too
+            // small to produce the symptom weighs less.
+            if let Some(share) = alert_share(e) {
+                score *= 0.5 + 0.5 * share;
+                if share < 0.5 {
+                    evidence.push(format!(
+                        "accounts for at most {:.0}% of the alert's change",
+                        share * 100.0
+                    ));
+                }
+            }
             let mut reach_factor = 1.0;
             if let Some(r) = &reach {
                 if !r.contains(name.as_str()) {
@@ -778,6 +803,137 @@ mod tests {
             r.iter().find(|c| c.service == "a").map(|c| c.score),
             Some(0.0)
         );
+    }
+
+    /// A small hand-built case: `cols` are (service, metric, values) over
+    /// times 0, 60, …; the onset is at `onset`.
+    fn owned(cols: &[(&str, &str, Vec<f64>)]) -> Data {
+        let n = cols.first().map_or(0, |c| c.2.len());
+        Data {
+            times: (0..n).map(|i| i as f64 * 60.0).collect(),
+            cols: cols
+                .iter()
+                .map(|(s, m, v)| (s.to_string(), m.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn case_at<'a>(
+        d: &'a Data,
+        edges: &[(&str, &str)],
+        onset: f64,
+        alert: Option<(&str, &str)>,
+    ) -> Case<'a> {
+        let mut c = case(d, edges);
+        c.onset_s = onset;
+        c.alert = alert.map(|(s, m)| (s.to_string(), m.to_string()));
+        c
+    }
+
+    #[test]
+    fn a_level_already_there_before_the_onset_is_not_a_change() {
+        // b was already at 0% availability before the onset; a drops at it.
+        let d = owned(&[
+            ("a", "availability", vec![100.0, 100.0, 100.0, 80.0, 82.0]),
+            ("b", "availability", vec![0.0, 0.0, 0.0, 0.0, 0.0]),
+        ]);
+        let n = owned(&[
+            ("a", "availability", vec![100.0; 10]),
+            ("b", "availability", vec![100.0; 10]),
+        ]);
+        let mut c = case_at(&d, &[], 150.0, None);
+        c.normal = n
+            .cols
+            .iter()
+            .map(|(s, m, v)| Series {
+                service: s,
+                metric: m,
+                times: &n.times,
+                values: v,
+            })
+            .collect();
+        let r = rank(&c, &RankParams::default());
+        assert_eq!(r[0].service, "a");
+        assert_eq!(
+            r.iter().find(|x| x.service == "b").map(|x| x.score),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn the_alert_family_is_the_symptom_and_unreachable_services_cannot_explain_it() {
+        let d = owned(&[
+            ("front", "latency", vec![1.0, 1.0, 1.0, 3.0, 3.1]),
+            ("back", "latency", vec![1.0, 1.0, 1.0, 3.0, 3.0]),
+            ("back", "availability", vec![100.0; 5]),
+            // Errors elsewhere: a different family than the alert's.
+            (
+                "noisy",
+                "availability",
+                vec![100.0, 100.0, 100.0, 10.0, 10.0],
+            ),
+            // A latency jump on a service the alerting service never calls.
+            ("island", "latency", vec![1.0, 1.0, 1.0, 9.0, 9.0]),
+        ]);
+        let c = case_at(
+            &d,
+            &[("front", "back"), ("front", "noisy")],
+            150.0,
+            Some(("front", "latency")),
+        );
+        let r = rank(&c, &RankParams::default());
+        assert_eq!(r[0].service, "back", "{r:#?}");
+        let pos = |s: &str| r.iter().position(|x| x.service == s).unwrap_or(99);
+        assert!(pos("island") > pos("back"));
+        assert_eq!(
+            r.iter().find(|x| x.service == "noisy").map(|x| x.score),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn a_small_callee_change_cannot_explain_a_large_caller_change() {
+        // db's latency rises 30 ms (a big z on a quiet series); app's rises
+        // 500 ms: db cannot explain app.
+        let d = owned(&[
+            ("gw", "latency", vec![0.60, 0.61, 0.60, 1.10, 1.12]),
+            ("app", "latency", vec![0.50, 0.51, 0.50, 1.00, 1.01]),
+            ("db", "latency", vec![0.010, 0.010, 0.010, 0.040, 0.041]),
+        ]);
+        let c = case_at(
+            &d,
+            &[("gw", "app"), ("app", "db")],
+            150.0,
+            Some(("gw", "latency")),
+        );
+        let r = rank(&c, &RankParams::default());
+        assert_eq!(r[0].service, "app", "{r:#?}");
+    }
+
+    #[test]
+    fn a_leaf_proxy_in_lockstep_with_a_sibling_is_explained_unless_the_sibling_calls_it() {
+        // web calls both "lb" (a leaf: the client-side view of search) and
+        // "search"; search is slow because of its own code.
+        let d = owned(&[
+            ("web", "latency", vec![1.0, 1.0, 1.0, 5.0, 4.0]),
+            ("lb", "latency", vec![0.5, 0.5, 0.5, 4.6, 3.6]),
+            ("search", "latency", vec![0.4, 0.4, 0.4, 4.4, 3.4]),
+            ("index", "latency", vec![0.1, 0.1, 0.1, 0.1, 0.1]),
+        ]);
+        let edges = [("web", "lb"), ("web", "search"), ("search", "index")];
+        let r = rank(
+            &case_at(&d, &edges, 150.0, Some(("web", "latency"))),
+            &RankParams::default(),
+        );
+        assert_eq!(r[0].service, "search", "{r:#?}");
+        // Now search calls the leaf: the leaf is a dependency, and its
+        // lockstep sibling is its victim, not its server side.
+        let edges = [("web", "lb"), ("web", "search"), ("search", "lb")];
+        let r = rank(
+            &case_at(&d, &edges, 150.0, Some(("web", "latency"))),
+            &RankParams::default(),
+        );
+        assert_eq!(r[0].service, "lb", "{r:#?}");
     }
 
     #[test]
