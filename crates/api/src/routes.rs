@@ -38,6 +38,7 @@ pub fn router(state: ApiState) -> Router {
             post(register),
         )
         .route("/api/graph", get(graph))
+        .route("/api/graph/risks", get(risks))
         .route(
             &format!("{}/anomalies", c.monitoring.endpoint),
             get(anomalies),
@@ -197,6 +198,31 @@ async fn graph(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let nodes: Vec<&ServiceName> = live.graph.nodes().collect();
     Json(json!({ "nodes": nodes, "edges": live.graph.edge_views() })).into_response()
+}
+
+/// The seed's dependency analysis `{dependencies, risks, suggestions}`
+/// computed from the live graph.
+async fn risks(State(s): State<ApiState>) -> Response {
+    let live = read_live(&s.live);
+    let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
+    let edges: Vec<warden_rca::risk::EdgeInfo> = live
+        .graph
+        .edges()
+        .map(|(a, b, e)| warden_rca::risk::EdgeInfo {
+            caller: a.to_string(),
+            callee: b.to_string(),
+            declared: e.declared,
+            observed: e.observed(),
+        })
+        .collect();
+    let risks = warden_rca::risk::analyze(&nodes, &edges, &warden_rca::risk::RiskParams::default());
+    let mut suggestions: Vec<&str> = Vec::new();
+    for r in &risks {
+        if !suggestions.contains(&r.suggestion.as_str()) {
+            suggestions.push(&r.suggestion);
+        }
+    }
+    Json(json!({ "dependencies": live.graph.edge_views(), "risks": risks, "suggestions": suggestions })).into_response()
 }
 
 async fn anomalies(State(s): State<ApiState>) -> Response {

@@ -157,6 +157,40 @@ async fn the_seed_registration_is_stored_and_journaled() {
     assert_eq!(code, StatusCode::OK, "re-registering updates");
     let (_, g) = call(&s, "GET", "/api/graph", Some(VIEWER), None).await;
     assert_eq!(g["edges"].as_array().map(Vec::len), Some(2));
+    // Two more services on the same database make it a single point of
+    // failure with high fan-in.
+    for name in ["order-service", "payment-service"] {
+        let body = serde_json::to_vec(&json!({"name": name, "dependencies": ["database-service"]}))
+            .expect("json");
+        assert_eq!(
+            call(
+                &s,
+                "POST",
+                "/api/discovery/register",
+                Some(OPERATOR),
+                Some(body)
+            )
+            .await
+            .0,
+            StatusCode::CREATED
+        );
+    }
+    let (code, r) = call(&s, "GET", "/api/graph/risks", Some(VIEWER), None).await;
+    assert_eq!(code, StatusCode::OK);
+    let kinds: Vec<(&str, &str)> = r["risks"]
+        .as_array()
+        .expect("risks")
+        .iter()
+        .map(|x| {
+            (
+                x["kind"].as_str().unwrap_or_default(),
+                x["services"][0].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("high_fan_in", "database-service")), "{r}");
+    assert!(r["suggestions"].as_array().is_some_and(|v| !v.is_empty()));
+    assert!(r["dependencies"].as_array().is_some_and(|v| v.len() == 4));
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@
 //!
 //! Deterministic: ties break by service name.
 
+pub mod risk;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use warden_model::Candidate;
