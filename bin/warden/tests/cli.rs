@@ -296,3 +296,80 @@ fn every_acknowledged_record_survives_sigkill_and_restart() {
     let (code, _) = http(&addr, "GET", "/readyz", "", None);
     assert_eq!(code, 200);
 }
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rca")
+}
+
+#[test]
+fn rca_ranks_a_real_case_and_bench_scores_the_labelled_ones() {
+    let case = fixtures().join("temporal_traffic1/test/issue_2");
+    let (code, out, err) = run(&["rca", "--case", &case.display().to_string(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let ranking: Vec<&str> = v["ranking"]
+        .as_array()
+        .expect("ranking")
+        .iter()
+        .filter_map(|c| c["service"].as_str())
+        .collect();
+    let pos = ranking
+        .iter()
+        .position(|s| *s == "lambdastatusupdater_AWS::Lambda::Function")
+        .expect("ranked");
+    assert!(
+        pos < 3,
+        "the injected delay is in the top 3: {:?}",
+        &ranking[..5]
+    );
+    let (code, text, _) = run(&["rca", "--case", &case.display().to_string()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("#1") && text.contains("robust z"), "{text}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("ranking.jsonl");
+    let (code, report, err) = run(&[
+        "bench",
+        "rca",
+        "--cases",
+        &fixtures().display().to_string(),
+        "--out",
+        &out_path.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(report.trim()).expect("report json");
+    assert_eq!(r["overall"]["n"], 2, "two labelled cases");
+    assert_eq!(
+        r["unscored"], 1,
+        "the unlabelled case is ranked, not scored"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_path)
+        .expect("out")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["case"], "temporal_traffic1/test/issue_2");
+    let names: Vec<&str> = lines[0]["ranking"]
+        .as_array()
+        .expect("ranking")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "each service once");
+}
+
+#[test]
+fn rca_refuses_what_is_not_a_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(&["rca", "--case", &dir.path().display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("data.csv"), "{err}");
+    std::fs::write(dir.path().join("data.csv"), "time,a_cpu\n1,x\n").expect("write");
+    std::fs::write(dir.path().join("inject_time.txt"), "1\n").expect("write");
+    let (code, _, err) = run(&["rca", "--case", &dir.path().display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 2 column 2"), "{err}");
+}
