@@ -583,7 +583,7 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let (report, _) = warden_bench::run_rca_bench(&cases, &mut w, &mut |done, total| {
+            let report = warden_bench::run_rca_bench(&cases, &mut w, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })

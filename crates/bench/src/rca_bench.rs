@@ -60,28 +60,6 @@ pub fn score_rankings(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ac_at_k_follows_the_definition() {
-        let rows = vec![
-            ("a".into(), "x".into(), "delay".into(), Some(1)),
-            ("b".into(), "x".into(), "error".into(), Some(3)),
-            ("c".into(), "y".into(), "error".into(), None),
-            ("d".into(), "y".into(), "delay".into(), Some(6)),
-        ];
-        let r = score_rankings(&rows, 1);
-        assert_eq!(r.overall.n, 4);
-        assert_eq!(r.overall.ac, [0.25, 0.25, 0.5, 0.5, 0.5]);
-        assert!((r.overall.avg5 - 0.4).abs() < 1e-12);
-        assert_eq!(r.by_folder["x"].ac[0], 0.5);
-        assert_eq!(r.by_fault["error"].ac[2], 0.5);
-        assert_eq!(r.unscored, 1);
-    }
-}
-
 /// Ranks every case below `root`, writes one JSON line per case to `out`
 /// (`{"case", "ranking"}`), and scores the cases that have a truth.
 /// `progress(done, total)` is called after each case.
@@ -89,12 +67,11 @@ pub fn run(
     root: &std::path::Path,
     out: &mut dyn std::io::Write,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(RcaReport, Vec<(String, Vec<String>)>), crate::CaseError> {
+) -> Result<RcaReport, crate::CaseError> {
     let cases = crate::find_cases(root)?;
     let params = warden_rca::RankParams::default();
     let mut rows = Vec::new();
     let mut unscored = 0;
-    let mut rankings = Vec::new();
     for (i, dir) in cases.iter().enumerate() {
         let case = crate::load_case(dir, root)?;
         let ranking: Vec<String> = crate::rank_case(&case, &params)
@@ -122,8 +99,29 @@ pub fn run(
             }
             None => unscored += 1,
         }
-        rankings.push((rel, ranking));
         progress(i + 1, cases.len());
     }
-    Ok((score_rankings(&rows, unscored), rankings))
+    Ok(score_rankings(&rows, unscored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ac_at_k_follows_the_definition() {
+        let rows = vec![
+            ("a".into(), "x".into(), "delay".into(), Some(1)),
+            ("b".into(), "x".into(), "error".into(), Some(3)),
+            ("c".into(), "y".into(), "error".into(), None),
+            ("d".into(), "y".into(), "delay".into(), Some(6)),
+        ];
+        let r = score_rankings(&rows, 1);
+        assert_eq!(r.overall.n, 4);
+        assert_eq!(r.overall.ac, [0.25, 0.25, 0.5, 0.5, 0.5]);
+        assert!((r.overall.avg5 - 0.4).abs() < 1e-12);
+        assert_eq!(r.by_folder["x"].ac[0], 0.5);
+        assert_eq!(r.by_fault["error"].ac[2], 0.5);
+        assert_eq!(r.unscored, 1);
+    }
 }

@@ -569,14 +569,13 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 }
             }
             let mut reach_factor = 1.0;
-            if let Some(r) = &reach {
-                if !r.contains(name.as_str()) {
-                    score *= p.unreachable_factor;
-                    reach_factor = p.unreachable_factor;
-                    if e.best.is_some() {
-                        evidence
-                            .push("not reachable from the alerting service through calls".into());
-                    }
+            if let Some(r) = &reach
+                && !r.contains(name.as_str())
+            {
+                score *= p.unreachable_factor;
+                reach_factor = p.unreachable_factor;
+                if e.best.is_some() {
+                    evidence.push("not reachable from the alerting service through calls".into());
                 }
             }
             let metric = e

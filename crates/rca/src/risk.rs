@@ -120,16 +120,16 @@ pub fn analyze(nodes: &[String], edges: &[EdgeInfo], p: &RiskParams) -> Vec<Risk
         .filter(|r| r.kind == RiskKind::Cycle)
         .flat_map(|r| r.services.clone())
         .collect();
-    if let Some(chain) = longest_chain(&all, &callers, &callees, &on_cycle) {
-        if chain.len() > p.max_depth {
-            out.push(Risk {
+    if let Some(chain) = longest_chain(&all, &callers, &callees, &on_cycle)
+        && chain.len() > p.max_depth
+    {
+        out.push(Risk {
                 kind: RiskKind::DeepSyncChain,
                 severity: "medium",
                 services: chain.clone(),
                 detail: format!("{} calls deep: {}", chain.len() - 1, chain.join(" → ")),
                 suggestion: "Shorten the chain: cache or precompute at the edge, call in parallel where possible, or make the tail asynchronous; latency and failure probabilities add up along it.".into(),
             });
-        }
     }
     let any_observed = edges.iter().any(|e| e.observed);
     for e in edges {
