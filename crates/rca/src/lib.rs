@@ -66,6 +66,9 @@ pub struct RankParams {
     pub traffic_weight: f64,
     /// Smallest robust scale, as a fraction of |median|.
     pub rel_scale_floor: f64,
+    /// A sibling that a leaf mirrors must itself change at least this much
+    /// (robust z) on the mirrored metric to be taken as the leaf's server side.
+    pub proxy_min_z: f64,
     /// Smallest robust scale of latency series, as a fraction of |median|
     /// (latency is heavy-tailed: only relative changes mean much).
     pub latency_rel_floor: f64,
@@ -82,6 +85,7 @@ impl Default for RankParams {
             caller_bonus: 0.3,
             traffic_weight: 0.5,
             rel_scale_floor: 0.01,
+            proxy_min_z: 2.0,
             latency_rel_floor: 0.1,
             unreachable_factor: 0.1,
         }
@@ -475,6 +479,59 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 }
                 seen
             });
+    // A leaf (no observed calls) may be a proxy or the client-side view of a
+    // sibling whose edge the graph lacks: a sibling under the same caller
+    // that moves in lockstep with it (same metric, correlation ≥ 0.9 around
+    // the onset), shows at least a small change itself, and does not reach
+    // the leaf through calls (then it would be the leaf's victim). The leaf's
+    // symptom is then the sibling's, seen from outside.
+    let mut proxy_of: BTreeMap<&str, (&str, f64)> = BTreeMap::new();
+    for (name, e) in &ev {
+        let is_leaf = callees.get(name.as_str()).is_none_or(|c| c.is_empty());
+        if !is_leaf || e.best.is_none() {
+            continue;
+        }
+        for parent in callers.get(name.as_str()).into_iter().flatten() {
+            for sib in callees.get(parent).into_iter().flatten() {
+                if *sib == name.as_str()
+                    || callees.get(sib).is_none_or(|c| c.is_empty())
+                    || reaches(&callees, sib, name)
+                {
+                    continue;
+                }
+                let Some(se) = ev.get(*sib) else { continue };
+                for a in e
+                    .changes
+                    .iter()
+                    .filter(|c| c.class.is_slo() && c.z >= p.min_z && c.delta > 0.0)
+                {
+                    let Some(b) = se
+                        .changes
+                        .iter()
+                        .find(|c| c.metric == a.metric && c.z >= p.proxy_min_z)
+                    else {
+                        continue;
+                    };
+                    if lockstep(&series_of, name, sib, &a.metric, case.onset_s) {
+                        let share = (b.delta / a.delta).min(1.0);
+                        let entry = proxy_of.entry(name.as_str()).or_insert((sib, 0.0));
+                        if share > entry.1 {
+                            *entry = (sib, share);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // What each sibling adopts from the proxies that mirror it.
+    let mut adopted: BTreeMap<&str, (f64, &str)> = BTreeMap::new();
+    for (leaf, (sib, _)) in &proxy_of {
+        let slo = ev.get(*leaf).map_or(0.0, |e| e.slo);
+        let entry = adopted.entry(*sib).or_insert((0.0, leaf));
+        if slo > entry.0 {
+            *entry = (slo, leaf);
+        }
+    }
     let mut out: Vec<(f64, Candidate)> = ev
         .iter()
         .map(|(name, e)| {
@@ -482,51 +539,11 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             // How much of this service's symptom its callees explain.
             let mut explained: f64 = 0.0;
             let mut explainer = None;
-            // A leaf (no observed calls) may be a proxy or client-side view of
-            // a sibling whose edge the graph lacks: an anomalous sibling that
-            // moves in lockstep with it (same metric, correlation ≥ 0.9
-            // around the onset) can explain it like a callee would.
-            let is_leaf = callees.get(name.as_str()).is_none_or(|c| c.is_empty());
-            let candidates: Vec<&str> = callees
-                .get(name.as_str())
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect();
-            if is_leaf && e.best.is_some() {
-                for parent in callers.get(name.as_str()).into_iter().flatten() {
-                    for sib in callees.get(parent).into_iter().flatten() {
-                        // A sibling that itself reaches the leaf through calls
-                        // suffers from it; it cannot be its hidden server side.
-                        if *sib == name.as_str()
-                            || callees.get(sib).is_none_or(|c| c.is_empty())
-                            || reaches(&callees, sib, name)
-                        {
-                            continue;
-                        }
-                        let Some(se) = ev.get(*sib) else { continue };
-                        // Shares on the metrics where both are anomalous and move in lockstep.
-                        for a in e
-                            .changes
-                            .iter()
-                            .filter(|c| c.class.is_slo() && c.z >= p.min_z && c.delta > 0.0)
-                        {
-                            let Some(b) = se
-                                .changes
-                                .iter()
-                                .find(|c| c.metric == a.metric && c.z >= p.min_z)
-                            else {
-                                continue;
-                            };
-                            if lockstep(&series_of, name, sib, &a.metric, case.onset_s) {
-                                let share = (b.delta / a.delta).min(1.0);
-                                if share > explained {
-                                    explained = share;
-                                    explainer = Some(*sib);
-                                }
-                            }
-                        }
-                    }
+            let candidates: Vec<&str> = callees.get(name.as_str()).into_iter().flatten().copied().collect();
+            if let Some((sib, share)) = proxy_of.get(name.as_str()) {
+                if *share > explained {
+                    explained = *share;
+                    explainer = Some(*sib);
                 }
             }
             for c in candidates {
@@ -540,7 +557,14 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                     explainer = Some(c);
                 }
             }
-            let slo = e.slo * (1.0 - p.explained_discount * explained);
+            let own_slo = match adopted.get(name.as_str()) {
+                Some((a, leaf)) if *a > e.slo => {
+                    evidence.push(format!("{leaf} looks like its client-side view (moves in lockstep) and carries the symptom"));
+                    *a
+                }
+                _ => e.slo,
+            };
+            let slo = own_slo * (1.0 - p.explained_discount * explained);
             let base = e.resource + slo + e.traffic;
             let callers_of = callers.get(name.as_str());
             let n_callers = callers_of.map_or(0, |c| c.len());
@@ -627,12 +651,13 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             }
             // Services below the threshold rank among the others by their
             // strongest sub-threshold change, but report no score.
-            let key = if anomalous(name) {
+            let is_anomalous = anomalous(name) || adopted.contains_key(name.as_str());
+            let key = if is_anomalous {
                 score
             } else {
                 e.weak * reach_factor
             };
-            let score = if anomalous(name) { score } else { 0.0 };
+            let score = if is_anomalous { score } else { 0.0 };
             (
                 key,
                 Candidate {
@@ -935,6 +960,34 @@ mod tests {
             &RankParams::default(),
         );
         assert_eq!(r[0].service, "lb", "{r:#?}");
+    }
+
+    #[test]
+    fn a_proxy_carries_the_symptom_of_the_quieter_service_behind_it() {
+        // The load balancer's client-side view loses 7 points of availability;
+        // the service behind it loses 3 (below the threshold on its own), in
+        // lockstep: the service is the cause.
+        let d = owned(&[
+            ("web", "availability", vec![100.0, 100.0, 100.0, 96.0, 97.0]),
+            ("lb", "availability", vec![100.0, 100.0, 100.0, 93.0, 94.0]),
+            (
+                "search",
+                "availability",
+                vec![100.0, 100.0, 100.0, 97.0, 97.5],
+            ),
+            ("index", "availability", vec![100.0; 5]),
+        ]);
+        let edges = [("web", "lb"), ("web", "search"), ("search", "index")];
+        let r = rank(
+            &case_at(&d, &edges, 150.0, Some(("web", "availability"))),
+            &RankParams::default(),
+        );
+        assert_eq!(r[0].service, "search", "{r:#?}");
+        assert!(
+            r[0].evidence.iter().any(|e| e.contains("client-side view")),
+            "{:?}",
+            r[0].evidence
+        );
     }
 
     #[test]
