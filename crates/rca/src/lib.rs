@@ -540,12 +540,11 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             let mut explained: f64 = 0.0;
             let mut explainer = None;
             let candidates: Vec<&str> = callees.get(name.as_str()).into_iter().flatten().copied().collect();
-            if let Some((sib, share)) = proxy_of.get(name.as_str()) {
-                if *share > explained {
+            if let Some((sib, share)) = proxy_of.get(name.as_str())
+                && *share > explained {
                     explained = *share;
                     explainer = Some(*sib);
                 }
-            }
             for c in candidates {
                 let Some(ce) = ev.get(c) else { continue };
                 if ce.slo <= 0.0 || e.slo <= 0.0 {
