@@ -464,7 +464,14 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
         .iter()
         .map(|s| ((s.service, s.metric), s))
         .collect();
-    // Services the alert's service reaches through call edges.
+    // Services the alert's service reaches through call edges, passing only
+    // through services that changed (a symptom travels up through callers
+    // that show it) or that have no data to say otherwise.
+    let changed = |x: &str| {
+        ev.get(x).is_none_or(|e| {
+            e.changes.is_empty() || e.best.is_some() || e.weak >= strength(p.proxy_min_z)
+        })
+    };
     let reach: Option<BTreeSet<&str>> =
         case.alert
             .as_ref()
@@ -473,7 +480,7 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 let mut seen = BTreeSet::new();
                 let mut stack = vec![svc.as_str()];
                 while let Some(x) = stack.pop() {
-                    if seen.insert(x) {
+                    if seen.insert(x) && (x == svc.as_str() || changed(x)) {
                         stack.extend(callees.get(x).into_iter().flatten().copied());
                     }
                 }
@@ -668,6 +675,22 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             )
         })
         .collect();
+    // A proxy is the service it mirrors, seen from outside: it never ranks
+    // above it.
+    let keys: BTreeMap<String, f64> = out.iter().map(|(k, c)| (c.service.clone(), *k)).collect();
+    for (key, c) in &mut out {
+        if let Some((sib, _)) = proxy_of.get(c.service.as_str()) {
+            if let Some(k) = keys.get(*sib) {
+                if *key >= *k {
+                    *key = 0.9 * k;
+                    c.score = c.score.min(*key);
+                    c.evidence.push(format!(
+                        "ranked below {sib}, whose client-side view it appears to be"
+                    ));
+                }
+            }
+        }
+    }
     out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.service.cmp(&b.1.service)));
     out.into_iter().map(|(_, c)| c).collect()
 }
