@@ -679,16 +679,15 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     // above it.
     let keys: BTreeMap<String, f64> = out.iter().map(|(k, c)| (c.service.clone(), *k)).collect();
     for (key, c) in &mut out {
-        if let Some((sib, _)) = proxy_of.get(c.service.as_str()) {
-            if let Some(k) = keys.get(*sib) {
-                if *key >= *k {
-                    *key = 0.9 * k;
-                    c.score = c.score.min(*key);
-                    c.evidence.push(format!(
-                        "ranked below {sib}, whose client-side view it appears to be"
-                    ));
-                }
-            }
+        if let Some((sib, _)) = proxy_of.get(c.service.as_str())
+            && let Some(k) = keys.get(*sib)
+            && *key >= *k
+        {
+            *key = 0.9 * k;
+            c.score = c.score.min(*key);
+            c.evidence.push(format!(
+                "ranked below {sib}, whose client-side view it appears to be"
+            ));
         }
     }
     out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.service.cmp(&b.1.service)));
