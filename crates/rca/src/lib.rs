@@ -557,7 +557,20 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 if ce.slo <= 0.0 || e.slo <= 0.0 {
                     continue;
                 }
-                let share = explained_share(e, ce).unwrap_or((ce.slo / e.slo).min(1.0));
+                let mut share = explained_share(e, ce).unwrap_or((ce.slo / e.slo).min(1.0));
+                // Fan-out and queueing amplify a callee's change in its
+                // caller; a callee that moves in lockstep with the caller on
+                // a shared anomalous metric, with a change of at least a
+                // tenth of the caller's, explains it whatever the ratio.
+                if share < 1.0 {
+                    let co_moves = e.changes.iter().filter(|a| a.class.is_slo() && a.z >= p.min_z && a.delta > 0.0).any(|a| {
+                        ce.changes.iter().any(|b| b.metric == a.metric && b.z >= p.min_z && b.delta >= 0.1 * a.delta)
+                            && lockstep(&series_of, name, c, &a.metric, case.onset_s)
+                    });
+                    if co_moves {
+                        share = 1.0;
+                    }
+                }
                 if share > explained {
                     explained = share;
                     explainer = Some(c);
