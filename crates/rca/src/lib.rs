@@ -1025,6 +1025,23 @@ mod tests {
     }
 
     #[test]
+    fn a_callee_that_moves_with_its_caller_explains_an_amplified_symptom() {
+        // list calls search several times per request: its latency rises
+        // three times as much as search's, in lockstep. search is the cause.
+        let d = owned(&[
+            ("web", "latency", vec![0.10, 0.10, 0.10, 2.2, 1.6]),
+            ("list", "latency", vec![0.001, 0.001, 0.001, 2.05, 1.40]),
+            ("search", "latency", vec![0.01, 0.01, 0.01, 0.75, 0.52]),
+        ]);
+        let edges = [("web", "list"), ("list", "search")];
+        let r = rank(
+            &case_at(&d, &edges, 150.0, Some(("web", "latency"))),
+            &RankParams::default(),
+        );
+        assert_eq!(r[0].service, "search", "{r:#?}");
+    }
+
+    #[test]
     fn ranking_is_deterministic() {
         let d = data(5, &["a", "b"], &[]);
         let c = case(&d, &[("a", "b")]);
