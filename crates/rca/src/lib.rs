@@ -245,7 +245,19 @@ pub fn series_change(
     } else {
         p.rel_scale_floor
     };
-    let scale = mad.max(rel * center.abs()).max(1e-9);
+    // Too few points for a MAD: the spread the reference shows is the best
+    // estimate of its noise.
+    let spread = if reference.len() < 5 && reference.len() >= 2 {
+        let (lo, hi) = reference
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(*v), h.max(*v))
+            });
+        0.5 * (hi - lo)
+    } else {
+        0.0
+    };
+    let scale = mad.max(spread).max(rel * center.abs()).max(1e-9);
     let after_med = median(&mut after);
     let extreme = |v: &[f64]| v.iter().map(|x| sign * x).fold(f64::NEG_INFINITY, f64::max);
     // Typical level after the onset blended with its extreme, BARO-style.
