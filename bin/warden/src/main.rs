@@ -13,6 +13,13 @@ use warden_runtime::{DemoOptions, ServeOptions, admin_token, run_demo, run_serve
 use warden_sim::Scenario;
 use warden_store::{DecideError, JournalQuery, SqliteStore, Store};
 
+/// Writes a line to stdout, ignoring a closed pipe (`warden … | head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// AI-assisted governance and operations for microservices.
 #[derive(Parser)]
 #[command(name = "warden", version, about, propagate_version = true)]
@@ -268,23 +275,23 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
     let summary = run_demo(opts, &mut out).await?;
     if let Some(s) = summary {
         if json {
-            println!("{}", serde_json::to_string(&s)?);
+            out!("{}", serde_json::to_string(&s)?);
         } else {
-            println!();
-            println!("scenario {} on {} ({} mode)", s.scenario, s.target, s.mode);
-            println!(
+            out!();
+            out!("scenario {} on {} ({} mode)", s.scenario, s.target, s.mode);
+            out!(
                 "  detected:        {} ({})",
                 s.detected,
                 s.time_to_detect_s
                     .map_or("-".into(), |t| format!("{t:.0}s after the fault"))
             );
-            println!(
+            out!(
                 "  root cause:      {} (true cause ranked {})",
                 s.root_cause.as_deref().unwrap_or("-"),
                 s.root_cause_rank.map_or("-".into(), |r| format!("#{r}"))
             );
             for act in &s.actions {
-                println!(
+                out!(
                     "  action:          {} {} {} [{}]",
                     act.action,
                     act.target,
@@ -292,14 +299,14 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
                     act.status
                 );
             }
-            println!(
+            out!(
                 "  recovered:       {} ({})",
                 s.recovered,
                 s.time_to_recover_s
                     .map_or("-".into(), |t| format!("{t:.0}s after the fault"))
             );
             if let Some(i) = &s.incident {
-                println!(
+                out!(
                     "  the whole story: warden incident show {i} --data-dir {}",
                     a.data_dir.display()
                 );
@@ -353,19 +360,22 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
             let store = open_store(&data_dir)?;
             let list = store.incidents(limit.clamp(1, 10_000))?;
             if json {
-                println!("{}", serde_json::to_string(&list)?);
+                out!("{}", serde_json::to_string(&list)?);
                 return Ok(());
             }
-            println!(
+            out!(
                 "{:<13} {:<18} {:<21} {:<24} TITLE",
-                "ID", "STATUS", "OPENED", "ROOT CAUSE"
+                "ID",
+                "STATUS",
+                "OPENED",
+                "ROOT CAUSE"
             );
             for i in list {
                 let rc = i
                     .root_cause()
                     .map(|c| c.service.clone())
                     .unwrap_or_else(|| "-".into());
-                println!(
+                out!(
                     "{:<13} {:<18} {:<21} {:<24} {}",
                     i.id,
                     i.status.as_str(),
@@ -388,14 +398,14 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                 ..Default::default()
             })?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "incident": inc, "journal": journal })
                 );
                 return Ok(());
             }
-            println!("{} — {}", inc.id, inc.title);
-            println!(
+            out!("{} — {}", inc.id, inc.title);
+            out!(
                 "status {}, opened {}{}",
                 inc.status.as_str(),
                 inc.opened_at,
@@ -403,7 +413,7 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                     .map(|r| format!(", resolved {r}"))
                     .unwrap_or_default()
             );
-            println!(
+            out!(
                 "services: {}",
                 inc.services
                     .iter()
@@ -411,9 +421,9 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            println!("\nroot-cause ranking:");
+            out!("\nroot-cause ranking:");
             for (k, c) in inc.ranking.iter().enumerate().take(5) {
-                println!(
+                out!(
                     "  #{} {} ({}, score {:.2})",
                     k + 1,
                     c.service,
@@ -421,12 +431,12 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                     c.score
                 );
                 for e in &c.evidence {
-                    println!("       {e}");
+                    out!("       {e}");
                 }
             }
-            println!("\njournal:");
+            out!("\njournal:");
             for e in &journal {
-                println!("  {} #{:<6} {}", e.ts, e.seq, e.event.summary());
+                out!("  {} #{:<6} {}", e.ts, e.seq, e.event.summary());
                 match &e.event {
                     JournalEvent::Analysis { body, .. } => {
                         for r in body
@@ -435,18 +445,18 @@ fn incident(cmd: IncidentCommand) -> Result<(), Failure> {
                             .into_iter()
                             .flatten()
                         {
-                            println!(
+                            out!(
                                 "           recommendation: {}",
                                 r.as_str().unwrap_or_default()
                             );
                         }
                         if let Some(r) = body.get("rationale").and_then(|r| r.as_str()) {
-                            println!("           rationale: {r}");
+                            out!("           rationale: {r}");
                         }
                     }
                     JournalEvent::ActionExecuted { receipt } => {
                         if let Some(u) = &receipt.undo {
-                            println!("           undo with: {u}");
+                            out!("           undo with: {u}");
                         }
                     }
                     _ => {}
@@ -474,7 +484,7 @@ fn decide(a: DecideArgs, approve: bool) -> Result<(), Failure> {
     });
     match store.decide_approval(&id, approve, &by, warden_runtime::wall_now()) {
         Ok(ap) => {
-            println!(
+            out!(
                 "{} {} for {id}: {}",
                 if approve { "approved" } else { "rejected" },
                 ap.action,
@@ -493,7 +503,7 @@ fn config(cmd: ConfigCommand) -> Result<(), Failure> {
     match cmd {
         ConfigCommand::Check { file } => {
             let c = load_config(&file)?;
-            println!(
+            out!(
                 "{}: ok (mode {}, {} allow rules, {} tokens, {} static services)",
                 file.display(),
                 c.services.recovery.mode.as_str(),
@@ -504,11 +514,11 @@ fn config(cmd: ConfigCommand) -> Result<(), Failure> {
             Ok(())
         }
         ConfigCommand::Schema => {
-            println!("{}", serde_json::to_string_pretty(&Config::json_schema())?);
+            out!("{}", serde_json::to_string_pretty(&Config::json_schema())?);
             Ok(())
         }
         ConfigCommand::Example => {
-            print!("{}", warden_config::EXAMPLE_YAML);
+            let _ = write!(std::io::stdout(), "{}", warden_config::EXAMPLE_YAML);
             Ok(())
         }
     }
@@ -530,13 +540,13 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
     let c = warden_bench::load_case(&case, &root).map_err(|e| Failure::Input(e.to_string()))?;
     let ranking = warden_bench::rank_case(&c, &warden_rca::RankParams::default());
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "case": case.display().to_string(), "ranking": ranking })
         );
         return Ok(());
     }
-    println!(
+    out!(
         "root-cause ranking for {} ({} services, onset {}):",
         case.display(),
         ranking.len(),
@@ -548,7 +558,7 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
         .filter(|(_, c)| c.score > 0.0)
         .take(10)
     {
-        println!(
+        out!(
             "  #{:<2} {} ({}, score {:.2})",
             k + 1,
             cand.service,
@@ -556,12 +566,12 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
             cand.score
         );
         for e in &cand.evidence {
-            println!("        {e}");
+            out!("        {e}");
         }
     }
     let quiet = ranking.iter().filter(|c| c.score <= 0.0).count();
     if quiet > 0 {
-        println!("  ({quiet} services show no significant change)");
+        out!("  ({quiet} services show no significant change)");
     }
     Ok(())
 }
@@ -591,18 +601,27 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
             bar.finish_and_clear();
             w.flush()?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                out!("{}", serde_json::to_string(&report)?);
                 return Ok(());
             }
             let line = |name: &str, s: &warden_bench::Score| {
-                println!(
+                out!(
                     "{name:<28} {:>4} {:>6.3} {:>6.3} {:>6.3} {:>6.3}",
-                    s.n, s.ac[0], s.ac[2], s.ac[4], s.avg5
+                    s.n,
+                    s.ac[0],
+                    s.ac[2],
+                    s.ac[4],
+                    s.avg5
                 );
             };
-            println!(
+            out!(
                 "{:<28} {:>4} {:>6} {:>6} {:>6} {:>6}",
-                "", "n", "AC@1", "AC@3", "AC@5", "Avg@5"
+                "",
+                "n",
+                "AC@1",
+                "AC@3",
+                "AC@5",
+                "Avg@5"
             );
             line("all", &report.overall);
             for (k, s) in &report.by_folder {
@@ -612,12 +631,12 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                 line(&format!("fault {k}"), s);
             }
             if report.unscored > 0 {
-                println!(
+                out!(
                     "{} cases without truth.json were ranked but not scored",
                     report.unscored
                 );
             }
-            println!("rankings written to {}", out.display());
+            out!("rankings written to {}", out.display());
             Ok(())
         }
     }
