@@ -304,10 +304,10 @@ struct ServiceEvidence {
     changes: Vec<SeriesChange>,
 }
 
-/// Whether `from` reaches `to` through call edges.
-fn reaches(callees: &BTreeMap<&str, BTreeSet<&str>>, from: &str, to: &str) -> bool {
+/// Whether `from` reaches `to` through one or more call edges.
+pub(crate) fn reaches(callees: &BTreeMap<&str, BTreeSet<&str>>, from: &str, to: &str) -> bool {
     let mut seen = BTreeSet::new();
-    let mut stack = vec![from];
+    let mut stack: Vec<&str> = callees.get(from).into_iter().flatten().copied().collect();
     while let Some(x) = stack.pop() {
         if x == to {
             return true;

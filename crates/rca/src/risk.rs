@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::reaches;
+
 /// One edge of the graph to analyse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeInfo {
@@ -155,20 +157,6 @@ pub fn analyze(nodes: &[String], edges: &[EdgeInfo], p: &RiskParams) -> Vec<Risk
     }
     out.sort_by(|a, b| a.kind.cmp(&b.kind).then(a.services.cmp(&b.services)));
     out
-}
-
-fn reaches(callees: &BTreeMap<&str, BTreeSet<&str>>, from: &str, to: &str) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut stack: Vec<&str> = callees.get(from).into_iter().flatten().copied().collect();
-    while let Some(x) = stack.pop() {
-        if x == to {
-            return true;
-        }
-        if seen.insert(x) {
-            stack.extend(callees.get(x).into_iter().flatten().copied());
-        }
-    }
-    false
 }
 
 /// Strongly connected components with more than one service (or a
