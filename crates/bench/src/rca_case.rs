@@ -29,12 +29,15 @@ fn bad(path: &Path, message: impl Into<String>) -> CaseError {
     }
 }
 
+/// A named series: (service, metric, values on a time grid).
+pub type Column = (String, String, Vec<f64>);
+
 /// A metrics table: a `time` column and `<service>_<metric>` columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
     pub times: Vec<f64>,
     /// (service, metric, values); NaN for an empty cell.
-    pub columns: Vec<(String, String, Vec<f64>)>,
+    pub columns: Vec<Column>,
 }
 
 /// Splits `<service>_<metric>` at the last `_`.
@@ -157,6 +160,9 @@ pub struct LoadedCase {
     pub inject_time: f64,
     pub edges: Vec<(String, String)>,
     pub alert: Option<Alert>,
+    /// Series derived from traces.csv and logs.csv on data.csv's time grid
+    /// (`<service>_latency-trace`, `_errors-trace`, `_errors-log`).
+    pub derived: Table,
     /// Only for scoring; `rank_case` never reads it.
     pub truth: Option<Truth>,
 }
@@ -240,6 +246,24 @@ pub fn load_case(dir: &Path, root: &Path) -> Result<LoadedCase, CaseError> {
     } else {
         None
     };
+    let mut derived = Table {
+        times: data.times.clone(),
+        columns: Vec::new(),
+    };
+    let trp = dir.join("traces.csv");
+    if trp.is_file() {
+        let (trace_edges, cols) = read_traces(&trp, &data.times)?;
+        for e in trace_edges {
+            if !edges.contains(&e) {
+                edges.push(e);
+            }
+        }
+        derived.columns.extend(cols);
+    }
+    let lp = dir.join("logs.csv");
+    if lp.is_file() {
+        derived.columns.extend(read_logs(&lp, &data.times)?);
+    }
     let tp = dir.join("truth.json");
     let truth = if tp.is_file() {
         Some(serde_json::from_str(&read_text(&tp)?).map_err(|e| bad(&tp, e.to_string()))?)
@@ -253,8 +277,158 @@ pub fn load_case(dir: &Path, root: &Path) -> Result<LoadedCase, CaseError> {
         inject_time,
         edges,
         alert,
+        derived,
         truth,
     })
+}
+
+/// Index of the grid bucket holding `t`: the last grid time at or before it
+/// (the first bucket for earlier times). None for an empty grid.
+fn bucket(grid: &[f64], t: f64) -> Option<usize> {
+    if grid.is_empty() {
+        return None;
+    }
+    Some(grid.partition_point(|g| *g <= t).saturating_sub(1))
+}
+
+/// Accumulates (sum, count) per (service, metric) and grid bucket.
+#[derive(Default)]
+struct Acc(std::collections::BTreeMap<(String, String), Vec<(f64, f64)>>);
+
+impl Acc {
+    fn add(&mut self, service: &str, metric: &str, n: usize, b: usize, v: f64) {
+        let row = self
+            .0
+            .entry((service.to_string(), metric.to_string()))
+            .or_insert_with(|| vec![(0.0, 0.0); n]);
+        row[b].0 += v;
+        row[b].1 += 1.0;
+    }
+
+    /// Means per bucket (`mean`) or sums (`!mean`); empty buckets are NaN
+    /// for means and 0 for sums.
+    fn columns(self, mean: bool) -> Vec<Column> {
+        self.0
+            .into_iter()
+            .map(|((s, m), row)| {
+                let v = row
+                    .into_iter()
+                    .map(|(sum, n)| {
+                        if mean {
+                            if n > 0.0 { sum / n } else { f64::NAN }
+                        } else {
+                            sum
+                        }
+                    })
+                    .collect();
+                (s, m, v)
+            })
+            .collect()
+    }
+}
+
+/// traces.csv: call edges (a span's parent in another service calls it) and
+/// per-service mean span latency (ms) and error share per grid bucket.
+fn read_traces(
+    path: &Path,
+    grid: &[f64],
+) -> Result<(Vec<(String, String)>, Vec<Column>), CaseError> {
+    #[derive(Deserialize)]
+    struct Row {
+        time: f64,
+        trace_id: String,
+        span_id: String,
+        #[serde(default)]
+        parent_span_id: String,
+        service: String,
+        #[serde(default)]
+        duration_us: Option<f64>,
+        #[serde(default)]
+        status: String,
+    }
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
+    let mut spans: Vec<Row> = Vec::new();
+    for (i, rec) in rdr.deserialize::<Row>().enumerate() {
+        let r = rec.map_err(|e| bad(path, format!("line {}: {e}", i + 2)))?;
+        if !r.time.is_finite() {
+            return Err(bad(
+                path,
+                format!("line {}: time {} is not a number", i + 2, r.time),
+            ));
+        }
+        spans.push(r);
+    }
+    let owner: std::collections::BTreeMap<(&str, &str), &str> = spans
+        .iter()
+        .map(|s| {
+            (
+                (s.trace_id.as_str(), s.span_id.as_str()),
+                s.service.as_str(),
+            )
+        })
+        .collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    let mut latency = Acc::default();
+    let mut errors = Acc::default();
+    for s in &spans {
+        if !s.parent_span_id.is_empty()
+            && let Some(parent) = owner.get(&(s.trace_id.as_str(), s.parent_span_id.as_str()))
+        {
+            let e = (parent.to_string(), s.service.clone());
+            if *parent != s.service && !edges.contains(&e) {
+                edges.push(e);
+            }
+        }
+        let Some(b) = bucket(grid, s.time) else {
+            continue;
+        };
+        if let Some(d) = s.duration_us.filter(|d| d.is_finite()) {
+            latency.add(&s.service, "latency-trace", grid.len(), b, d / 1000.0);
+        }
+        match s.status.as_str() {
+            "error" => errors.add(&s.service, "errors-trace", grid.len(), b, 1.0),
+            "ok" => errors.add(&s.service, "errors-trace", grid.len(), b, 0.0),
+            _ => {}
+        }
+    }
+    edges.sort();
+    let mut cols = latency.columns(true);
+    cols.extend(errors.columns(true));
+    Ok((edges, cols))
+}
+
+/// logs.csv: per-service count of error-level lines per grid bucket.
+fn read_logs(path: &Path, grid: &[f64]) -> Result<Vec<Column>, CaseError> {
+    #[derive(Deserialize)]
+    struct Row {
+        time: f64,
+        service: String,
+        #[serde(default)]
+        level: String,
+    }
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
+    let mut acc = Acc::default();
+    let mut services = std::collections::BTreeSet::new();
+    for (i, rec) in rdr.deserialize::<Row>().enumerate() {
+        let r = rec.map_err(|e| bad(path, format!("line {}: {e}", i + 2)))?;
+        services.insert(r.service.clone());
+        let level = r.level.to_ascii_lowercase();
+        if matches!(
+            level.as_str(),
+            "error" | "err" | "fatal" | "critical" | "crit" | "alert" | "emerg" | "panic"
+        ) && let Some(b) = bucket(grid, r.time)
+        {
+            acc.add(&r.service, "errors-log", grid.len(), b, 1.0);
+        }
+    }
+    // Services that log but never an error get a zero series, so that a
+    // burst elsewhere stands out against them.
+    for s in services {
+        acc.0
+            .entry((s, "errors-log".into()))
+            .or_insert_with(|| vec![(0.0, 0.0); grid.len()]);
+    }
+    Ok(acc.columns(false))
 }
 
 /// Ranks a case's services with the live loop's engine. Reads everything
@@ -270,6 +444,12 @@ pub fn rank_case(c: &LoadedCase, params: &RankParams) -> Vec<Candidate> {
             times: &c.data.times,
             values: v,
         })
+        .chain(c.derived.columns.iter().map(|(s, m, v)| Series {
+            service: s,
+            metric: m,
+            times: &c.derived.times,
+            values: v,
+        }))
         .collect();
     let normal: Vec<Series<'_>> = c
         .normal
@@ -325,6 +505,76 @@ mod tests {
         );
         assert_eq!(split_column("nounderscore"), None);
         assert_eq!(split_column("trailing_"), None);
+    }
+
+    /// A case with flat metrics for a, b, c, one sample a minute for 20
+    /// minutes, onset at minute 10.
+    fn flat_case(dir: &Path) {
+        let mut data = String::from("time,a_cpu,b_cpu,c_cpu\n");
+        for i in 0..20 {
+            data.push_str(&format!("{},0.3,0.3,0.3\n", i * 60));
+        }
+        std::fs::write(dir.join("data.csv"), data).expect("write");
+        std::fs::write(dir.join("inject_time.txt"), "600\n").expect("write");
+    }
+
+    #[test]
+    fn traces_give_the_graph_and_error_series_that_rank_the_failing_callee() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        flat_case(dir.path());
+        // Every 10 s a trace a → b → c; from t=600 c fails and b, a fail with it.
+        let mut t = String::from(
+            "time,trace_id,span_id,parent_span_id,service,operation,duration_us,status\n",
+        );
+        for k in 0..120 {
+            let ts = k * 10;
+            let fail = ts >= 600;
+            let st = if fail { "error" } else { "ok" };
+            t.push_str(&format!("{ts},t{k},{k}a,,a,GET /,30000,{st}\n"));
+            t.push_str(&format!("{ts},t{k},{k}b,{k}a,b,GET /b,20000,{st}\n"));
+            t.push_str(&format!("{ts},t{k},{k}c,{k}b,c,GET /c,10000,{st}\n"));
+        }
+        std::fs::write(dir.path().join("traces.csv"), t).expect("write");
+        let c = load_case(dir.path(), dir.path()).expect("case");
+        assert_eq!(
+            c.edges,
+            vec![
+                ("a".to_string(), "b".to_string()),
+                ("b".to_string(), "c".to_string())
+            ]
+        );
+        assert!(
+            c.derived
+                .columns
+                .iter()
+                .any(|(s, m, _)| s == "c" && m == "errors-trace")
+        );
+        let r = rank_case(&c, &RankParams::default());
+        assert_eq!(r[0].service, "c", "{r:#?}");
+    }
+
+    #[test]
+    fn error_log_bursts_count_as_a_signal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        flat_case(dir.path());
+        let mut logs = String::from("time,service,level,message\n");
+        for k in 0..240 {
+            let ts = k * 5;
+            logs.push_str(&format!("{ts},a,info,ok\n{ts},b,info,ok\n"));
+            if ts >= 600 {
+                logs.push_str(&format!("{ts},b,ERROR,connection refused\n"));
+            }
+        }
+        std::fs::write(dir.path().join("logs.csv"), logs).expect("write");
+        let c = load_case(dir.path(), dir.path()).expect("case");
+        let r = rank_case(&c, &RankParams::default());
+        assert_eq!(r[0].service, "b", "{r:#?}");
+        assert!(r[0].score > 0.0);
+        assert!(
+            r.iter()
+                .filter(|x| x.service != "b")
+                .all(|x| x.score == 0.0)
+        );
     }
 
     #[test]
