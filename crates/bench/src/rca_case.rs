@@ -32,6 +32,9 @@ fn bad(path: &Path, message: impl Into<String>) -> CaseError {
 /// A named series: (service, metric, values on a time grid).
 pub type Column = (String, String, Vec<f64>);
 
+/// A call edge: (caller, callee).
+pub type Edge = (String, String);
+
 /// A metrics table: a `time` column and `<service>_<metric>` columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
@@ -329,10 +332,7 @@ impl Acc {
 
 /// traces.csv: call edges (a span's parent in another service calls it) and
 /// per-service mean span latency (ms) and error share per grid bucket.
-fn read_traces(
-    path: &Path,
-    grid: &[f64],
-) -> Result<(Vec<(String, String)>, Vec<Column>), CaseError> {
+fn read_traces(path: &Path, grid: &[f64]) -> Result<(Vec<Edge>, Vec<Column>), CaseError> {
     #[derive(Deserialize)]
     struct Row {
         time: f64,
