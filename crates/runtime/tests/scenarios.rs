@@ -320,3 +320,50 @@ async fn hostile_plan_steps_are_rejected_and_nothing_unintended_runs() {
     assert!(blast, "500 replicas is refused by the blast-radius gate");
     assert_eq!(s.mesh_after_injection, s.mesh_at_end);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_mode_waits_for_an_operator_then_executes_and_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = options(dir.path(), Some(Scenario::ErrorBurst), Mode::Approve, 1);
+    opts.duration_ms = Some(1_800_000);
+    opts.speed = 600.0; // 30 simulated minutes in about 3 s, so an operator can act
+    let path = dir.path().to_path_buf();
+    let operator = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(store) = SqliteStore::open_dir(&path) {
+                if let Some(a) = store
+                    .approvals(warden_store::ApprovalState::Pending)
+                    .expect("approvals")
+                    .first()
+                {
+                    store
+                        .decide_approval(&a.incident, true, "on-call", Timestamp::from_secs(0))
+                        .expect("decide");
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    });
+    let s = run_demo(opts, &mut |_| {})
+        .await
+        .expect("runs")
+        .expect("summary");
+    assert!(
+        operator.await.expect("operator"),
+        "an approval was requested"
+    );
+    let statuses: Vec<&str> = s.actions.iter().map(|a| a.status.as_str()).collect();
+    assert_eq!(statuses, vec!["awaiting_approval", "executed"], "{s:?}");
+    assert!(s.recovered, "{s:?}");
+    let store = SqliteStore::open_dir(dir.path()).expect("store");
+    let journal = store
+        .journal(&JournalQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .expect("journal");
+    assert!(journal.iter().any(|e| matches!(&e.event, JournalEvent::ApprovalDecided { approved: true, by } if by == "on-call")));
+}
