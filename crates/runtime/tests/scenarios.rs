@@ -331,17 +331,16 @@ async fn approve_mode_waits_for_an_operator_then_executes_and_verifies() {
     let operator = tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         while tokio::time::Instant::now() < deadline {
-            if let Ok(store) = SqliteStore::open_dir(&path) {
-                if let Some(a) = store
+            if let Ok(store) = SqliteStore::open_dir(&path)
+                && let Some(a) = store
                     .approvals(warden_store::ApprovalState::Pending)
                     .expect("approvals")
                     .first()
-                {
-                    store
-                        .decide_approval(&a.incident, true, "on-call", Timestamp::from_secs(0))
-                        .expect("decide");
-                    return true;
-                }
+            {
+                store
+                    .decide_approval(&a.incident, true, "on-call", Timestamp::from_secs(0))
+                    .expect("decide");
+                return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
