@@ -247,13 +247,25 @@ pub fn series_change(
     };
     // Too few points for a MAD: the spread the reference shows is the best
     // estimate of its noise.
-    let spread = if reference.len() < 5 && reference.len() >= 2 {
-        let (lo, hi) = reference
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                (l.min(*v), h.max(*v))
-            });
-        0.5 * (hi - lo)
+    let spread = if normal_ref.is_none() && (2..5).contains(&before.len()) {
+        // `before` is in time order. Its last sample, nearest the onset, may
+        // already belong to the fault when it is the most harmful one: then
+        // it says nothing about noise.
+        let mut pts: Vec<f64> = before.clone();
+        let last = pts.last().copied().unwrap_or(f64::NAN);
+        if pts.iter().all(|v| sign * v <= sign * last) {
+            pts.pop();
+        }
+        if pts.len() >= 2 {
+            let (lo, hi) = pts
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                    (l.min(*v), h.max(*v))
+                });
+            0.5 * (hi - lo)
+        } else {
+            0.0
+        }
     } else {
         0.0
     };
@@ -1051,6 +1063,26 @@ mod tests {
             &RankParams::default(),
         );
         assert_eq!(r[0].service, "search", "{r:#?}");
+    }
+
+    #[test]
+    fn a_tiny_reference_gives_its_spread_as_noise_unless_the_fault_already_shows_in_it() {
+        // Two samples before the onset, no normal period. "noisy" already
+        // swings by 30 points: a 6-point dip after the onset is noise.
+        // "slow" rose in the last sample before the onset (the fault began
+        // early) and stayed up: that is a change, not noise.
+        let d = owned(&[
+            ("noisy", "availability", vec![47.0, 77.0, 61.0, 56.0]),
+            ("slow", "latency", vec![0.006, 0.31, 0.75, 0.78]),
+        ]);
+        let r = rank(&case_at(&d, &[], 100.0, None), &RankParams::default());
+        assert_eq!(r[0].service, "slow", "{r:#?}");
+        assert!(r[0].score > 0.0);
+        assert_eq!(
+            r.iter().find(|x| x.service == "noisy").map(|x| x.score),
+            Some(0.0),
+            "{r:#?}"
+        );
     }
 
     #[test]
