@@ -8,13 +8,13 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use warden_analyst::{Analyst, Builtin};
-use warden_api::{ApiState, Live, TokenTable, write_live};
+use warden_api::{Live, write_live};
 use warden_config::{AllowRule, Config, Mode};
 use warden_model::{ActionKind, Incident, JournalEntry, JournalEvent, Timestamp};
 use warden_sim::{MeshSnapshot, Scenario};
 use warden_store::{JournalQuery, SqliteStore, Store, StoreError};
 
-use crate::{Engine, EngineParts, SimExecutor, SimSource, start_api};
+use crate::{Engine, EngineParts, SimExecutor, SimSource, api_state, start_api};
 
 /// How to run the demo.
 #[derive(Clone)]
@@ -242,15 +242,13 @@ pub async fn run_demo(
     })?;
     let server = match opts.listen {
         Some(addr) => {
-            let tokens = TokenTable::from_config(&config.api, opts.admin_token.as_deref());
-            let c = clock.clone();
-            let state = ApiState {
-                config: config.clone(),
-                store: store.clone(),
-                live: live.clone(),
-                tokens: Arc::new(tokens),
-                clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
-            };
+            let state = api_state(
+                config.clone(),
+                store.clone(),
+                live.clone(),
+                opts.admin_token.as_deref(),
+                clock.clone(),
+            );
             let h = start_api(state, addr).await?;
             out(&format!(
                 "API and dashboard on http://{}/ (mode {})",

@@ -23,6 +23,6 @@ mod sim_source;
 pub use demo::{DemoError, DemoOptions, DemoSummary, SummaryAction, print_entries, run_demo};
 pub use engine::{Engine, EngineParts};
 pub use serve::{ServeOptions, run_serve, wall_now};
-pub use server::{ServerHandle, admin_token, start_api};
+pub use server::{ServerHandle, admin_token, api_state, start_api};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;

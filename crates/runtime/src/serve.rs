@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use warden_analyst::Builtin;
-use warden_api::{ApiState, Live, TokenTable, read_live, write_live};
+use warden_api::{Live, read_live, write_live};
 use warden_config::Config;
 use warden_model::{Action, Receipt, Service, Timestamp};
 use warden_remediate::{BoxFuture, ExecError, Executor};
 use warden_store::{SqliteStore, Store};
 
-use crate::{DemoError, Engine, EngineParts, SimExecutor, SimSource, print_entries, start_api};
+use crate::{
+    DemoError, Engine, EngineParts, SimExecutor, SimSource, api_state, print_entries, start_api,
+};
 
 /// How to run `serve`.
 #[derive(Debug, Clone)]
@@ -128,15 +130,13 @@ pub async fn run_serve(
         }
     }
     let clock = Arc::new(AtomicI64::new(now.millis()));
-    let tokens = TokenTable::from_config(&config.api, opts.admin_token.as_deref());
-    let c = clock.clone();
-    let state = ApiState {
-        config: config.clone(),
-        store: store.clone(),
-        live: live.clone(),
-        tokens: Arc::new(tokens),
-        clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
-    };
+    let state = api_state(
+        config.clone(),
+        store.clone(),
+        live.clone(),
+        opts.admin_token.as_deref(),
+        clock.clone(),
+    );
     let server = start_api(state, opts.listen).await?;
     {
         let mut l = write_live(&live);

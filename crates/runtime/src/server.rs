@@ -2,8 +2,14 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use tokio::sync::oneshot;
-use warden_api::{ApiState, router};
+use warden_api::{ApiState, SharedLive, TokenTable, router};
+use warden_config::Config;
+use warden_model::Timestamp;
+use warden_store::Store;
 
 /// A running API server.
 pub struct ServerHandle {
@@ -20,6 +26,25 @@ impl ServerHandle {
             let _ = tx.send(());
         }
         let _ = self.task.await;
+    }
+}
+
+/// The API's state; `clock` holds the loop's current time in milliseconds
+/// (simulated in the demo, wall time in `serve`).
+pub fn api_state(
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    live: SharedLive,
+    admin_token: Option<&str>,
+    clock: Arc<AtomicI64>,
+) -> ApiState {
+    let tokens = TokenTable::from_config(&config.api, admin_token);
+    ApiState {
+        config,
+        store,
+        live,
+        tokens: Arc::new(tokens),
+        clock: Arc::new(move || Timestamp(clock.load(Ordering::Relaxed))),
     }
 }
 
