@@ -1086,6 +1086,34 @@ mod tests {
     }
 
     #[test]
+    fn a_symptom_reaches_the_alert_only_through_callers_that_changed() {
+        // web calls an orchestrator that calls a worker; the worker's latency
+        // jumps but the orchestrator between it and web does not change, so
+        // the worker cannot explain web's symptom; the api web also calls can.
+        let d = owned(&[
+            ("web", "latency", vec![0.10, 0.10, 0.10, 0.30, 0.31]),
+            ("orchestrator", "latency", vec![1.0, 1.0, 1.0, 1.0, 1.0]),
+            ("worker", "latency", vec![0.5, 0.5, 0.5, 9.0, 9.5]),
+            ("api", "latency", vec![0.05, 0.05, 0.05, 0.25, 0.26]),
+        ]);
+        let edges = [
+            ("web", "orchestrator"),
+            ("orchestrator", "worker"),
+            ("web", "api"),
+        ];
+        let r = rank(
+            &case_at(&d, &edges, 150.0, Some(("web", "latency"))),
+            &RankParams::default(),
+        );
+        assert_eq!(r[0].service, "api", "{r:#?}");
+        assert!(
+            r.iter()
+                .find(|x| x.service == "worker")
+                .is_some_and(|x| x.evidence.iter().any(|e| e.contains("not reachable")))
+        );
+    }
+
+    #[test]
     fn ranking_is_deterministic() {
         let d = data(5, &["a", "b"], &[]);
         let c = case(&d, &[("a", "b")]);
