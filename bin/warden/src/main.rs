@@ -75,6 +75,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Score existing NAB result files (NAB's layout) with warden's NAB scorer.
+    NabScore {
+        /// The NAB data root (with labels/ and config/).
+        #[arg(long)]
+        data: PathBuf,
+        /// Results root: <results>/<category>/<detector>_<file>.csv.
+        #[arg(long)]
+        results: PathBuf,
+        /// The detector name prefixing the result files.
+        #[arg(long)]
+        detector: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rank every case below DIR; write one JSON line per case; print AC@1/3/5 and Avg@5.
     Rca {
         /// Root of the cases.
@@ -578,6 +592,35 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
 
 fn bench(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::NabScore {
+            data,
+            results,
+            detector,
+            json,
+        } => {
+            let scores = warden_bench::nab::score_results(&data, &results, &detector)
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            if json {
+                out!("{}", serde_json::to_string(&scores)?);
+                return Ok(());
+            }
+            out!(
+                "{:<20} {:>10} {:>10} {:>10}",
+                "profile",
+                "score",
+                "threshold",
+                "raw"
+            );
+            for (name, s) in &scores {
+                out!(
+                    "{name:<20} {:>10.2} {:>10.4} {:>10.3}",
+                    s.normalized,
+                    s.threshold,
+                    s.raw
+                );
+            }
+            Ok(())
+        }
         BenchCommand::Rca { cases, out, json } => {
             if !cases.is_dir() {
                 return Err(Failure::Input(format!(

@@ -373,3 +373,95 @@ fn rca_refuses_what_is_not_a_case() {
     assert_eq!(code, 2);
     assert!(err.contains("line 2 column 2"), "{err}");
 }
+
+/// A two-file NAB-layout corpus: one window in `cat/a.csv`, none in `cat/b.csv`.
+fn tiny_nab(root: &std::path::Path, detector: &str, hit: bool) {
+    std::fs::create_dir_all(root.join("labels")).expect("dir");
+    std::fs::create_dir_all(root.join("config")).expect("dir");
+    std::fs::create_dir_all(root.join("results/cat")).expect("dir");
+    std::fs::write(
+        root.join("config/profiles.json"),
+        r#"{"standard": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}}}"#,
+    )
+    .expect("profiles");
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        r#"{"cat/a.csv": [["2020-01-01 01:00:00.000000", "2020-01-01 01:09:00.000000"]], "cat/b.csv": []}"#,
+    )
+    .expect("labels");
+    for (file, anomaly_at) in [
+        ("a.csv", if hit { Some(60) } else { None }),
+        ("b.csv", None),
+    ] {
+        let mut csv = String::from("timestamp,value,anomaly_score\n");
+        for i in 0..100 {
+            let score = if Some(i) == anomaly_at { 0.9 } else { 0.1 };
+            csv.push_str(&format!(
+                "2020-01-01 {:02}:{:02}:00,1,{score}\n",
+                i / 60,
+                i % 60
+            ));
+        }
+        std::fs::write(
+            root.join("results/cat").join(format!("{detector}_{file}")),
+            csv,
+        )
+        .expect("results");
+    }
+}
+
+#[test]
+fn nab_score_rewards_a_window_hit_at_its_left_edge_and_names_missing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny_nab(dir.path(), "det", true);
+    let root = dir.path().display().to_string();
+    let results = dir.path().join("results").display().to_string();
+    let (code, out, err) = run(&[
+        "bench",
+        "nab-score",
+        "--data",
+        &root,
+        "--results",
+        &results,
+        "--detector",
+        "det",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert!(
+        (v["standard"]["normalized"].as_f64().expect("score") - 100.0).abs() < 1e-9,
+        "{v}"
+    );
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    tiny_nab(dir2.path(), "det", false);
+    let (code, out, _) = run(&[
+        "bench",
+        "nab-score",
+        "--data",
+        &dir2.path().display().to_string(),
+        "--results",
+        &dir2.path().join("results").display().to_string(),
+        "--detector",
+        "det",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert!(
+        v["standard"]["normalized"].as_f64().expect("score").abs() < 1e-9,
+        "a detector that misses scores like the null one: {v}"
+    );
+    let (code, _, err) = run(&[
+        "bench",
+        "nab-score",
+        "--data",
+        &root,
+        "--results",
+        &results,
+        "--detector",
+        "other",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("other_a.csv"), "{err}");
+}
