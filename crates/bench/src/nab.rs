@@ -135,11 +135,11 @@ pub fn file_points(
             while next < spans.len() && spans[next].is_none() {
                 next += 1;
             }
-            if let Some(Some((l, r))) = spans.get(next) {
-                if *l == i {
-                    cur = Some((first_window + next, *l, *r));
-                    next += 1;
-                }
+            if let Some(Some((l, r))) = spans.get(next)
+                && *l == i
+            {
+                cur = Some((first_window + next, *l, *r));
+                next += 1;
             }
         }
         let (sweep, window) = match cur {
@@ -159,10 +159,10 @@ pub fn file_points(
             }
         };
         if i >= probation {
-            if let Some(w) = window {
-                if !scorable_windows.contains(&w) {
-                    scorable_windows.push(w);
-                }
+            if let Some(w) = window
+                && !scorable_windows.contains(&w)
+            {
+                scorable_windows.push(w);
             }
             out.push(Point {
                 anomaly_score: *score,
@@ -170,11 +170,11 @@ pub fn file_points(
                 window,
             });
         }
-        if let Some((_, l, r)) = cur {
-            if i == r {
-                prev = Some((r, r - l + 1));
-                cur = None;
-            }
+        if let Some((_, l, r)) = cur
+            && i == r
+        {
+            prev = Some((r, r - l + 1));
+            cur = None;
         }
     }
     (out, scorable_windows)
