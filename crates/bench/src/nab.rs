@@ -23,14 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use warden_model::Timestamp;
 
-use crate::rca_case::CaseError;
-
-fn bad(path: &Path, message: impl Into<String>) -> CaseError {
-    CaseError::Bad {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
-}
+use crate::rca_case::{CaseError, bad, finite_number, read_text};
 
 /// A profile's cost matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
@@ -50,10 +43,7 @@ pub fn read_profiles(path: &Path) -> Result<BTreeMap<String, CostMatrix>, CaseEr
         #[serde(rename = "CostMatrix")]
         cost: CostMatrix,
     }
-    let text = std::fs::read_to_string(path).map_err(|e| CaseError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let text = read_text(path)?;
     let p: BTreeMap<String, P> =
         serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
     Ok(p.into_iter().map(|(k, v)| (k, v.cost)).collect())
@@ -63,10 +53,7 @@ pub fn read_profiles(path: &Path) -> Result<BTreeMap<String, CostMatrix>, CaseEr
 pub fn read_windows(
     path: &Path,
 ) -> Result<BTreeMap<String, Vec<(Timestamp, Timestamp)>>, CaseError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CaseError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let text = read_text(path)?;
     let raw: BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
     raw.into_iter()
@@ -292,20 +279,15 @@ pub fn read_result_file(path: &Path, name: &str) -> Result<FileOutput, CaseError
                 .map_err(|e| bad(path, format!("line {line} column {}: {e}", ti + 1)))?,
         );
         let s = rec.get(si).unwrap_or("");
-        let v: f64 = s
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| {
-                bad(
-                    path,
-                    format!(
-                        "line {line} column {}: anomaly_score {s:?} is not a number",
-                        si + 1
-                    ),
-                )
-            })?;
+        let v: f64 = finite_number(s).ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "line {line} column {}: anomaly_score {s:?} is not a number",
+                    si + 1
+                ),
+            )
+        })?;
         out.scores.push(v);
     }
     Ok(out)

@@ -22,7 +22,7 @@ pub enum CaseError {
     },
 }
 
-fn bad(path: &Path, message: impl Into<String>) -> CaseError {
+pub(crate) fn bad(path: &Path, message: impl Into<String>) -> CaseError {
     CaseError::Bad {
         path: path.display().to_string(),
         message: message.into(),
@@ -41,6 +41,11 @@ pub struct Table {
     pub times: Vec<f64>,
     /// (service, metric, values); NaN for an empty cell.
     pub columns: Vec<Column>,
+}
+
+/// Parses a finite number (surrounding spaces allowed).
+pub(crate) fn finite_number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// Splits `<service>_<metric>` at the last `_`.
@@ -100,16 +105,12 @@ pub fn read_table(path: &Path) -> Result<Table, CaseError> {
         let line = row + 2;
         let rec = rec.map_err(|e| bad(path, format!("line {line}: {e}")))?;
         let time_text = rec.get(0).unwrap_or("").trim();
-        let time: f64 = time_text
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| {
-                bad(
-                    path,
-                    format!("line {line} column 1: time {time_text:?} is not a number"),
-                )
-            })?;
+        let time: f64 = finite_number(time_text).ok_or_else(|| {
+            bad(
+                path,
+                format!("line {line} column 1: time {time_text:?} is not a number"),
+            )
+        })?;
         if t.times.last().is_some_and(|p| time < *p) {
             return Err(bad(
                 path,
@@ -122,10 +123,13 @@ pub fn read_table(path: &Path) -> Result<Table, CaseError> {
             let v = if cell.is_empty() {
                 f64::NAN
             } else {
-                cell.parse::<f64>().map_err(|_| {
+                finite_number(cell).ok_or_else(|| {
                     bad(
                         path,
-                        format!("line {line} column {}: {cell:?} is not a number", j + 2),
+                        format!(
+                            "line {line} column {}: {cell:?} is not a finite number",
+                            j + 2
+                        ),
                     )
                 })?
             };
@@ -170,7 +174,7 @@ pub struct LoadedCase {
     pub truth: Option<Truth>,
 }
 
-fn read_text(path: &Path) -> Result<String, CaseError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, CaseError> {
     std::fs::read_to_string(path).map_err(|e| CaseError::Io {
         path: path.display().to_string(),
         source: e,
@@ -205,17 +209,12 @@ pub fn load_case(dir: &Path, root: &Path) -> Result<LoadedCase, CaseError> {
     let data = read_table(&dir.join("data.csv"))?;
     let inject_path = dir.join("inject_time.txt");
     let text = read_text(&inject_path)?;
-    let inject_time: f64 = text
-        .trim()
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite())
-        .ok_or_else(|| {
-            bad(
-                &inject_path,
-                format!("{:?} is not a number of Unix seconds", text.trim()),
-            )
-        })?;
+    let inject_time: f64 = finite_number(&text).ok_or_else(|| {
+        bad(
+            &inject_path,
+            format!("{:?} is not a number of Unix seconds", text.trim()),
+        )
+    })?;
     let mut normal = None;
     let mut d = Some(dir);
     while let Some(cur) = d {
@@ -597,6 +596,13 @@ mod tests {
                 .expect_err("backwards")
                 .to_string()
                 .contains("backwards")
+        );
+        std::fs::write(&p, "time,a_cpu\n1,inf\n").expect("write");
+        assert!(
+            read_table(&p)
+                .expect_err("inf")
+                .to_string()
+                .contains("\"inf\"")
         );
         std::fs::write(&p, "time,a_cpu\n1,\n").expect("write");
         assert!(read_table(&p).expect("empty cell is missing").columns[0].2[0].is_nan());
