@@ -110,29 +110,16 @@ pub enum MetricClass {
 }
 
 impl MetricClass {
-    /// Classifies a metric by its name (case-insensitive).
+    /// Classifies a metric by its name (case-insensitive), through its
+    /// family.
     pub fn of(metric: &str) -> Self {
-        let m = metric.to_ascii_lowercase();
-        let has = |k: &str| m.contains(k);
-        if has("latency") || has("duration") || has("error") || has("fail") || has("5xx") {
-            MetricClass::SloUp
-        } else if has("availability") || has("success") {
-            MetricClass::SloDown
-        } else if has("cpu") || has("mem") {
-            MetricClass::ResourceUp
-        } else if has("replica") || has("ready") {
-            MetricClass::ResourceDown
-        } else if has("request")
-            || has("rps")
-            || has("qps")
-            || has("throughput")
-            || has("rate")
-            || has("count")
-            || has("sum")
-        {
-            MetricClass::Traffic
-        } else {
-            MetricClass::Other
+        match family(metric) {
+            "latency" | "error" => MetricClass::SloUp,
+            "availability" => MetricClass::SloDown,
+            "cpu" | "memory" => MetricClass::ResourceUp,
+            "replicas" => MetricClass::ResourceDown,
+            "traffic" => MetricClass::Traffic,
+            _ => MetricClass::Other,
         }
     }
 
@@ -163,7 +150,14 @@ pub fn family(metric: &str) -> &'static str {
         "memory"
     } else if has("replica") || has("ready") {
         "replicas"
-    } else if matches!(MetricClass::of(metric), MetricClass::Traffic) {
+    } else if has("request")
+        || has("rps")
+        || has("qps")
+        || has("throughput")
+        || has("rate")
+        || has("count")
+        || has("sum")
+    {
         "traffic"
     } else {
         "other"
