@@ -1,6 +1,5 @@
 //! Reading one RCA case directory.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -472,20 +471,7 @@ pub fn rank_case(c: &LoadedCase, params: &RankParams) -> Vec<Candidate> {
             .as_ref()
             .map(|a| (a.service.clone(), a.metric.clone())),
     };
-    let mut ranking = warden_rca::rank(&case, params);
-    // Services only named in the graph or data but never scored still rank.
-    let seen: BTreeSet<String> = ranking.iter().map(|r| r.service.clone()).collect();
-    for (s, _, _) in &c.data.columns {
-        if !seen.contains(s) && !ranking.iter().any(|r| &r.service == s) {
-            ranking.push(Candidate {
-                service: s.clone(),
-                metric: String::new(),
-                score: 0.0,
-                evidence: vec![],
-            });
-        }
-    }
-    ranking
+    warden_rca::rank(&case, params)
 }
 
 #[cfg(test)]

@@ -407,6 +407,8 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     }
     let alert_family = case.alert.as_ref().map(|(_, m)| family(m));
     for s in &case.series {
+        // Every service of the case is ranked, whatever its metrics.
+        let e = ev.entry(s.service.to_string()).or_default();
         // With an alert, its family is the symptom to trace; resource
         // anomalies (own by nature) still count.
         if let Some(f) = alert_family {
@@ -415,7 +417,6 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 continue;
             }
         }
-        let e = ev.entry(s.service.to_string()).or_default();
         let Some(ch) = series_change(
             s,
             normal.get(&(s.service, s.metric)).copied(),
@@ -1105,6 +1106,21 @@ mod tests {
                 .find(|x| x.service == "worker")
                 .is_some_and(|x| x.evidence.iter().any(|e| e.contains("not reachable")))
         );
+    }
+
+    #[test]
+    fn every_service_is_ranked_even_without_a_metric_of_the_alert_family() {
+        // "cache" reports only availability; the alert is about latency.
+        let d = owned(&[
+            ("web", "latency", vec![1.0, 1.0, 1.0, 3.0, 3.0]),
+            ("cache", "availability", vec![100.0; 5]),
+        ]);
+        let r = rank(
+            &case_at(&d, &[], 150.0, Some(("web", "latency"))),
+            &RankParams::default(),
+        );
+        let names: Vec<&str> = r.iter().map(|c| c.service.as_str()).collect();
+        assert_eq!(names, vec!["web", "cache"]);
     }
 
     #[test]
