@@ -41,6 +41,17 @@ pub struct Live {
     pub sources: BTreeMap<String, bool>,
 }
 
+impl Live {
+    /// Adds or replaces a catalog entry and its declared dependencies.
+    pub fn add_service(&mut self, svc: Service) {
+        self.graph.add_node(&svc.name);
+        for d in &svc.dependencies {
+            self.graph.declare(&svc.name, d);
+        }
+        self.services.insert(svc.name.clone(), svc);
+    }
+}
+
 /// Shared handle to the live picture.
 pub type SharedLive = Arc<RwLock<Live>>;
 

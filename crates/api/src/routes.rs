@@ -174,14 +174,7 @@ async fn register(
     if let Err(e) = s.store.append(&mut entry) {
         return internal(e);
     }
-    {
-        let mut live = write_live(&s.live);
-        live.graph.add_node(&svc.name);
-        for d in &svc.dependencies {
-            live.graph.declare(&svc.name, d);
-        }
-        live.services.insert(svc.name.clone(), svc.clone());
-    }
+    write_live(&s.live).add_service(svc.clone());
     let code = if exists {
         StatusCode::OK
     } else {

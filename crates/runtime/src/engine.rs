@@ -145,11 +145,7 @@ impl Engine {
         {
             let mut live = write_live(&self.live);
             for s in services {
-                live.graph.add_node(&s.name);
-                for d in &s.dependencies {
-                    live.graph.declare(&s.name, d);
-                }
-                live.services.insert(s.name.clone(), s);
+                live.add_service(s);
             }
         }
         for e in self.store.journal(&JournalQuery {
@@ -212,14 +208,7 @@ impl Engine {
     /// Returns the journal records written.
     pub fn register(&mut self, svc: Service) -> Result<Vec<JournalEntry>, StoreError> {
         self.store.upsert_service(&svc)?;
-        {
-            let mut live = write_live(&self.live);
-            live.graph.add_node(&svc.name);
-            for d in &svc.dependencies {
-                live.graph.declare(&svc.name, d);
-            }
-            live.services.insert(svc.name.clone(), svc.clone());
-        }
+        write_live(&self.live).add_service(svc.clone());
         let ev = JournalEvent::ServiceRegistered {
             service: svc.name.clone(),
             source: svc.source.clone(),
@@ -266,9 +255,7 @@ impl Engine {
             dependencies: vec![],
         };
         self.journal(ts, None, ev);
-        let mut live = write_live(&self.live);
-        live.graph.add_node(name);
-        live.services.insert(name.clone(), svc);
+        write_live(&self.live).add_service(svc);
     }
 
     /// Feeds metric samples to the detectors.
