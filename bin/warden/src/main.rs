@@ -75,6 +75,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Run the default streaming detector over all NAB series, write NAB result files, score them.
+    Nab {
+        /// The NAB root (data/, labels/, config/).
+        #[arg(long)]
+        data: PathBuf,
+        /// Results root: <out>/<category>/warden_<file>.csv.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Score existing NAB result files (NAB's layout) with warden's NAB scorer.
     NabScore {
         /// The NAB data root (with labels/ and config/).
@@ -590,8 +601,66 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+fn print_nab_scores(
+    scores: &std::collections::BTreeMap<String, warden_bench::nab::ProfileScore>,
+) -> Result<(), Failure> {
+    out!(
+        "{:<20} {:>10} {:>10} {:>10}",
+        "profile",
+        "score",
+        "threshold",
+        "raw"
+    );
+    for (name, s) in scores {
+        out!(
+            "{name:<20} {:>10.2} {:>10.4} {:>10.3}",
+            s.normalized,
+            s.threshold,
+            s.raw
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar(unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn bench(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::Nab { data, out, json } => {
+            if !data.join("labels/combined_windows.json").is_file() {
+                return Err(Failure::Input(format!(
+                    "--data {}: no labels/combined_windows.json (expected NAB's layout)",
+                    data.display()
+                )));
+            }
+            let bar = progress_bar("series");
+            let report = warden_bench::nab::run_bench(&data, &out, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .map_err(|e| Failure::Input(e.to_string()))?;
+            bar.finish_and_clear();
+            if json {
+                out!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            out!(
+                "{} series, {} points; results in {}",
+                report.files,
+                report.points,
+                out.display()
+            );
+            print_nab_scores(&report.profiles)
+        }
         BenchCommand::NabScore {
             data,
             results,
@@ -604,22 +673,7 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                 out!("{}", serde_json::to_string(&scores)?);
                 return Ok(());
             }
-            out!(
-                "{:<20} {:>10} {:>10} {:>10}",
-                "profile",
-                "score",
-                "threshold",
-                "raw"
-            );
-            for (name, s) in &scores {
-                out!(
-                    "{name:<20} {:>10.2} {:>10.4} {:>10.3}",
-                    s.normalized,
-                    s.threshold,
-                    s.raw
-                );
-            }
-            Ok(())
+            print_nab_scores(&scores)
         }
         BenchCommand::Rca { cases, out, json } => {
             if !cases.is_dir() {
@@ -631,11 +685,7 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
             let file = std::fs::File::create(&out)
                 .map_err(|e| Failure::Input(format!("--out {}: {e}", out.display())))?;
             let mut w = std::io::BufWriter::new(file);
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let bar = progress_bar("cases");
             let report = warden_bench::run_rca_bench(&cases, &mut w, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

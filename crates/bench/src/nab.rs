@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use warden_detect::{Ensemble, EnsembleParams};
 use warden_model::Timestamp;
 
 use crate::rca_case::{CaseError, bad, finite_number, read_text};
@@ -318,6 +319,114 @@ pub fn score_results(
         .iter()
         .map(|(k, c)| (k.clone(), score_corpus(&outputs, &windows, c)))
         .collect())
+}
+
+/// One NAB data file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Timestamps as written in the file.
+    pub text: Vec<String>,
+    pub timestamps: Vec<Timestamp>,
+    pub values: Vec<f64>,
+}
+
+/// Reads one NAB data file (`timestamp,value`).
+pub fn read_data_file(path: &Path) -> Result<Series, CaseError> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| bad(path, e.to_string()))?.clone();
+    let col = |n: &str| {
+        headers
+            .iter()
+            .position(|h| h == n)
+            .ok_or_else(|| bad(path, format!("no column {n:?}")))
+    };
+    let (ti, vi) = (col("timestamp")?, col("value")?);
+    let mut out = Series::default();
+    for (row, rec) in rdr.records().enumerate() {
+        let line = row + 2;
+        let rec = rec.map_err(|e| bad(path, format!("line {line}: {e}")))?;
+        let t = rec.get(ti).unwrap_or("");
+        out.timestamps.push(
+            Timestamp::parse_rfc3339(t)
+                .map_err(|e| bad(path, format!("line {line} column {}: {e}", ti + 1)))?,
+        );
+        out.text.push(t.to_string());
+        let v = rec.get(vi).unwrap_or("");
+        out.values.push(finite_number(v).ok_or_else(|| {
+            bad(
+                path,
+                format!("line {line} column {}: value {v:?} is not a number", vi + 1),
+            )
+        })?);
+    }
+    Ok(out)
+}
+
+/// Runs the default streaming ensemble over one series: each score uses only
+/// the points before it.
+pub fn detect_series(timestamps: &[Timestamp], values: &[f64]) -> Vec<f64> {
+    let mut e = Ensemble::new(EnsembleParams::default());
+    timestamps
+        .iter()
+        .zip(values)
+        .map(|(t, v)| e.observe(t.millis(), *v).score)
+        .collect()
+}
+
+/// What `warden bench nab` measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NabReport {
+    pub files: usize,
+    pub points: usize,
+    pub profiles: BTreeMap<String, ProfileScore>,
+}
+
+/// Runs the detector over every series listed in the labels, writes
+/// `out/<category>/warden_<file>.csv` (`timestamp,value,anomaly_score,label`;
+/// the label column is written for NAB's tools and never read by the
+/// detector), then scores the directory. `progress(done, total)` is called
+/// after each file.
+pub fn run_bench(
+    data: &Path,
+    out: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<NabReport, CaseError> {
+    let windows = read_windows(&data.join("labels/combined_windows.json"))?;
+    let total = windows.len();
+    let mut points = 0;
+    for (done, (name, ws)) in windows.iter().enumerate() {
+        let (category, file) = name
+            .split_once('/')
+            .ok_or_else(|| bad(data, format!("label key {name:?}")))?;
+        let series = read_data_file(&data.join("data").join(name))?;
+        let scores = detect_series(&series.timestamps, &series.values);
+        points += scores.len();
+        let dir = out.join(category);
+        std::fs::create_dir_all(&dir).map_err(|e| bad(&dir, e.to_string()))?;
+        let path = dir.join(format!("warden_{file}"));
+        let mut w = csv::Writer::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
+        let io = |e: csv::Error| bad(&path, e.to_string());
+        w.write_record(["timestamp", "value", "anomaly_score", "label"])
+            .map_err(io)?;
+        for (i, s) in scores.iter().enumerate() {
+            let t = &series.timestamps[i];
+            let label = ws.iter().any(|(a, b)| a <= t && t <= b);
+            w.write_record([
+                series.text[i].clone(),
+                series.values[i].to_string(),
+                format!("{s:.6}"),
+                (label as u8).to_string(),
+            ])
+            .map_err(io)?;
+        }
+        w.flush().map_err(|e| bad(&path, e.to_string()))?;
+        progress(done + 1, total);
+    }
+    Ok(NabReport {
+        files: total,
+        points,
+        profiles: score_results(data, out, "warden")?,
+    })
 }
 
 #[cfg(test)]

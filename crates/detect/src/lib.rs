@@ -14,3 +14,5 @@ pub mod robust;
 
 pub use iforest::{IsolationForest, IsolationForestParams};
 pub use robust::{Direction, RobustDetector, RobustParams, RobustScore};
+pub mod ensemble;
+pub use ensemble::{Component, Ensemble, EnsembleParams, EnsembleScore, SortedWindow};
