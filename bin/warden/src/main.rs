@@ -75,6 +75,29 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Detection performance: Isolation Forest vs scikit-learn, ensemble throughput, a tick over many series.
+    Detect {
+        /// Rows (× 4 features) for the Isolation Forest fit + score.
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Series in the detection tick.
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Points streamed through one ensemble for the throughput figure.
+        #[arg(long, default_value_t = 2_000_000)]
+        points: usize,
+        /// Runs per figure; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// A Python with scikit-learn (e.g. target/py/bin/python after .ci/run) to compare against.
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// The scikit-learn driver script.
+        #[arg(long, default_value = "scripts/sklearn_iforest.py")]
+        sklearn_script: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the default streaming detector over all NAB series, write NAB result files, score them.
     Nab {
         /// The NAB root (data/, labels/, config/).
@@ -635,6 +658,77 @@ fn progress_bar(unit: &str) -> indicatif::ProgressBar {
 
 fn bench(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::Detect {
+            rows,
+            series,
+            points,
+            repeats,
+            python,
+            sklearn_script,
+            json,
+        } => {
+            for (flag, v) in [
+                ("--rows", rows),
+                ("--series", series),
+                ("--points", points),
+                ("--repeats", repeats),
+            ] {
+                if v == 0 {
+                    return Err(Failure::Input(format!("{flag} {v}: must be at least 1")));
+                }
+            }
+            if rows < 2 {
+                return Err(Failure::Input(format!("--rows {rows}: must be at least 2")));
+            }
+            if python.is_some() && !sklearn_script.is_file() {
+                return Err(Failure::Input(format!(
+                    "--sklearn-script {}: no such file (run from the repository root or pass the path)",
+                    sklearn_script.display()
+                )));
+            }
+            let spec = warden_bench::detect_bench::DetectBench {
+                rows,
+                series,
+                stream_points: points,
+                repeats,
+                python: python.map(|p| (p, sklearn_script)),
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            let r =
+                warden_bench::detect_bench::run(&spec, |stage| bar.set_message(stage.to_string()))
+                    .map_err(Failure::Input)?;
+            bar.finish_and_clear();
+            if json {
+                out!("{}", serde_json::to_string(&r)?);
+                return Ok(());
+            }
+            out!("cores: {}", r.cores);
+            out!(
+                "isolation forest fit+score {} x 4: warden {:.3} s",
+                r.iforest_rows,
+                r.iforest_seconds
+            );
+            for s in &r.sklearn {
+                out!(
+                    "  scikit-learn {} n_jobs={}: {:.3} s (warden {:.1}x faster)",
+                    s.version,
+                    s.n_jobs,
+                    s.seconds,
+                    s.ratio
+                );
+            }
+            out!(
+                "ensemble: {:.2} M points/s on one core",
+                r.ensemble_points_per_second / 1e6
+            );
+            out!(
+                "tick over {} series: {:.3} s; {} bytes per series",
+                r.tick_series,
+                r.tick_seconds,
+                r.bytes_per_series
+            );
+            Ok(())
+        }
         BenchCommand::Nab { data, out, json } => {
             if !data.join("labels/combined_windows.json").is_file() {
                 return Err(Failure::Input(format!(

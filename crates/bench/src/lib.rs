@@ -3,6 +3,7 @@
 //! `shared/data/rca/FORMAT.md`, which is RCAEval's metric layout), runs the
 //! same ranker as the live loop, and scores rankings.
 
+pub mod detect_bench;
 pub mod nab;
 pub mod rca_bench;
 pub mod rca_case;

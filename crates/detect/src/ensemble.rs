@@ -91,7 +91,7 @@ impl Default for EnsembleParams {
             cusum_h: 12.0,
             z_alarm: 4.0,
             short: 8,
-            long: 8640,
+            long: 4000,
             pattern_bins: 8,
             pattern_order: 3,
             range_tolerance: 0.02,
@@ -144,47 +144,87 @@ pub struct EnsembleScore {
     pub z: f64,
 }
 
-/// A bounded window kept both in arrival order and sorted.
+/// A bounded window kept both in arrival order and sorted. The sorted copy
+/// is a list of small sorted buckets (at most `2 · BUCKET` values each), so
+/// an insert or an eviction moves at most one bucket's values, and a
+/// quantile walks the bucket lengths: O(√window) with small constants,
+/// instead of moving half the window on every point.
 #[derive(Debug, Clone, Default)]
 pub struct SortedWindow {
     order: VecDeque<f64>,
-    sorted: Vec<f64>,
+    buckets: Vec<Vec<f64>>,
     cap: usize,
 }
+
+const BUCKET: usize = 64;
 
 impl SortedWindow {
     pub fn new(cap: usize) -> Self {
         Self {
             order: VecDeque::with_capacity(cap + 1),
-            sorted: Vec::with_capacity(cap + 1),
+            buckets: Vec::new(),
             cap: cap.max(1),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.order.is_empty()
+    }
+
+    /// The first bucket whose largest value is at least `v` (the last
+    /// bucket when `v` is above them all).
+    fn bucket_for(&self, v: f64) -> usize {
+        self.buckets
+            .partition_point(|b| b.last().is_some_and(|l| *l < v))
+            .min(self.buckets.len().saturating_sub(1))
     }
 
     /// Adds `v` (finite) and evicts the oldest value past the capacity.
     pub fn push(&mut self, v: f64) {
-        let at = self.sorted.partition_point(|x| *x < v);
-        self.sorted.insert(at, v);
+        if self.buckets.is_empty() {
+            self.buckets.push(Vec::with_capacity(2 * BUCKET + 1));
+        }
+        let b = self.bucket_for(v);
+        let bucket = &mut self.buckets[b];
+        let at = bucket.partition_point(|x| *x < v);
+        bucket.insert(at, v);
+        if bucket.len() > 2 * BUCKET {
+            let mut upper = Vec::with_capacity(2 * BUCKET + 1);
+            upper.extend(bucket.drain(BUCKET..));
+            self.buckets.insert(b + 1, upper);
+        }
         self.order.push_back(v);
         if self.order.len() > self.cap
             && let Some(old) = self.order.pop_front()
         {
-            let at = self.sorted.partition_point(|x| *x < old);
-            self.sorted.remove(at);
+            let b = self.bucket_for(old);
+            let bucket = &mut self.buckets[b];
+            let at = bucket.partition_point(|x| *x < old);
+            bucket.remove(at);
+            if bucket.is_empty() && self.buckets.len() > 1 {
+                self.buckets.remove(b);
+            }
         }
+    }
+
+    /// The k-th smallest value (0-based); `k < len`.
+    fn kth(&self, mut k: usize) -> f64 {
+        for b in &self.buckets {
+            if k < b.len() {
+                return b[k];
+            }
+            k -= b.len();
+        }
+        f64::NAN
     }
 
     /// The q-quantile (linear interpolation, as numpy's default).
     pub fn quantile(&self, q: f64) -> f64 {
-        let n = self.sorted.len();
+        let n = self.len();
         if n == 0 {
             return f64::NAN;
         }
@@ -192,7 +232,56 @@ impl SortedWindow {
         let lo = pos.floor() as usize;
         let hi = (lo + 1).min(n - 1);
         let f = pos - lo as f64;
-        self.sorted[lo] * (1.0 - f) + self.sorted[hi] * f
+        let a = self.kth(lo);
+        if f == 0.0 {
+            return a;
+        }
+        a * (1.0 - f) + self.kth(hi) * f
+    }
+
+    /// Several quantiles (ascending `qs`) in one walk over the buckets.
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [f64; N] {
+        let n = self.len();
+        if n == 0 {
+            return [f64::NAN; N];
+        }
+        // The ranks each quantile needs, ascending.
+        let mut ranks = [(0usize, 0usize, 0.0f64); N];
+        for (r, q) in ranks.iter_mut().zip(qs) {
+            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            *r = (lo, (lo + 1).min(n - 1), pos - lo as f64);
+        }
+        // Ranks mostly ascend, so one bucket cursor serves them all (it
+        // restarts when close quantiles of a tiny window step back).
+        let (mut bi, mut offset) = (0usize, 0usize);
+        let mut kth = |k: usize| {
+            if k < offset {
+                (bi, offset) = (0, 0);
+            }
+            while k >= offset + self.buckets[bi].len() {
+                offset += self.buckets[bi].len();
+                bi += 1;
+            }
+            self.buckets[bi][k - offset]
+        };
+        let mut vals = [(0.0f64, 0.0f64); N];
+        for (v, (lo, hi, f)) in vals.iter_mut().zip(ranks) {
+            v.0 = kth(lo);
+            v.1 = if f == 0.0 { v.0 } else { kth(hi) };
+        }
+        let mut out = [0.0; N];
+        for ((o, (a, b)), (_, _, f)) in out.iter_mut().zip(vals).zip(ranks) {
+            *o = if f == 0.0 { a } else { a * (1.0 - f) + b * f };
+        }
+        out
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        (self.order.capacity() + self.buckets.iter().map(Vec::capacity).sum::<usize>())
+            * std::mem::size_of::<f64>()
+            + self.buckets.capacity() * std::mem::size_of::<Vec<f64>>()
     }
 }
 
@@ -254,11 +343,14 @@ impl Profile {
 pub struct Likelihood {
     short: VecDeque<f64>,
     short_sum: f64,
-    long: VecDeque<f64>,
-    long_sum: f64,
-    long_sq: f64,
     short_cap: usize,
-    long_cap: usize,
+    /// Mean and variance of past short-window means: a running average over
+    /// the first `long` points, exponential forgetting (weight `1/long`)
+    /// after, so memory is O(short) whatever `long` is.
+    mean: f64,
+    var: f64,
+    n: u64,
+    long: u64,
 }
 
 impl Likelihood {
@@ -266,11 +358,11 @@ impl Likelihood {
         Self {
             short: VecDeque::with_capacity(short + 1),
             short_sum: 0.0,
-            long: VecDeque::with_capacity(long + 1),
-            long_sum: 0.0,
-            long_sq: 0.0,
             short_cap: short.max(1),
-            long_cap: long.max(2),
+            mean: 0.0,
+            var: 0.0,
+            n: 0,
+            long: long.max(2) as u64,
         }
     }
 
@@ -283,25 +375,18 @@ impl Likelihood {
         {
             self.short_sum -= o;
         }
-        let mean_short = self.short_sum / self.short.len() as f64;
-        let n = self.long.len() as f64;
-        let score = if n < 10.0 {
+        let m = self.short_sum / self.short.len() as f64;
+        let score = if self.n < 10 {
             0.0
         } else {
-            let mean = self.long_sum / n;
-            let var = (self.long_sq / n - mean * mean).max(0.0);
-            let sd = var.sqrt().max(SD_FLOOR);
-            log_tail_score((mean_short - mean) / sd)
+            let sd = self.var.sqrt().max(SD_FLOOR);
+            log_tail_score((m - self.mean) / sd)
         };
-        self.long.push_back(mean_short);
-        self.long_sum += mean_short;
-        self.long_sq += mean_short * mean_short;
-        if self.long.len() > self.long_cap
-            && let Some(o) = self.long.pop_front()
-        {
-            self.long_sum -= o;
-            self.long_sq -= o * o;
-        }
+        self.n += 1;
+        let w = 1.0 / self.n.min(self.long) as f64;
+        let d = m - self.mean;
+        self.mean += w * d;
+        self.var = (1.0 - w) * (self.var + w * d * d);
         score
     }
 }
@@ -364,49 +449,64 @@ struct Reading {
 
 /// Coarse-pattern novelty: how often has the recent shape of the series
 /// (the last `order` values, each in one of `bins` bins of the range seen so
-/// far) occurred before? Bounded: at most `bins^order` counters.
+/// far) occurred before? One counter per possible shape (`bins^order`, at
+/// most 2^16), so memory is fixed and a lookup is an index.
 #[derive(Debug, Clone)]
 struct Patterns {
     bins: u32,
+    /// `bins^order`: the number of shapes.
+    shapes: u32,
+    /// The current shape as a base-`bins` number, and how many values it
+    /// holds so far (up to `order`).
+    key: u32,
+    filled: usize,
     order: usize,
-    recent: VecDeque<u32>,
-    counts: std::collections::HashMap<u64, u32>,
+    counts: Vec<u16>,
     lo: f64,
     hi: f64,
 }
 
 impl Patterns {
     fn new(bins: u32, order: usize) -> Self {
+        let bins = bins.clamp(2, 256);
+        let mut order = order.max(1);
+        while u64::from(bins).pow(order as u32) > 1 << 16 {
+            order -= 1;
+        }
+        let shapes = bins.pow(order as u32);
         Self {
-            bins: bins.max(2),
-            order: order.max(1),
-            recent: VecDeque::new(),
-            counts: Default::default(),
+            bins,
+            shapes,
+            key: 0,
+            filled: 0,
+            order,
+            counts: Vec::new(),
             lo: f64::INFINITY,
             hi: f64::NEG_INFINITY,
         }
     }
 
-    /// Novelty in (0, 1] of the pattern ending at `x` (1 = never seen), then
+    /// Novelty in (0, 1] of the shape ending at `x` (1 = never seen), then
     /// counts it.
     fn observe(&mut self, x: f64) -> f64 {
         self.lo = self.lo.min(x);
         self.hi = self.hi.max(x);
         let b = if self.hi > self.lo {
-            (((x - self.lo) / (self.hi - self.lo)) * f64::from(self.bins))
-                .floor()
-                .min(f64::from(self.bins - 1)) as u32
+            // Non-negative, so truncation is floor.
+            (((x - self.lo) / (self.hi - self.lo)) * f64::from(self.bins)) as u32
         } else {
             0
-        };
-        self.recent.push_back(b);
-        if self.recent.len() > self.order {
-            self.recent.pop_front();
         }
-        let key = self.recent.iter().fold(self.recent.len() as u64, |k, b| {
-            k * u64::from(self.bins) + u64::from(*b)
-        });
-        let c = self.counts.entry(key).or_insert(0);
+        .min(self.bins - 1);
+        self.key = (self.key * self.bins + b) % self.shapes;
+        if self.filled < self.order {
+            self.filled += 1;
+            return 1.0;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; self.shapes as usize];
+        }
+        let c = &mut self.counts[self.key as usize];
         let novelty = 1.0 / (1.0 + f64::from(*c));
         *c = c.saturating_add(1);
         novelty
@@ -431,6 +531,8 @@ pub struct Ensemble {
     /// Extremes ever seen (for the range check).
     min: f64,
     max: f64,
+    /// Median and robust scale of the window at the current point.
+    level: (f64, f64),
     /// Points left in the quiet period after an alarm.
     quiet: usize,
     seen: u64,
@@ -453,6 +555,7 @@ impl Ensemble {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             quiet: 0,
+            level: (0.0, 1.0),
             seen: 0,
         }
     }
@@ -460,6 +563,18 @@ impl Ensemble {
     /// Points seen so far.
     pub fn seen(&self) -> u64 {
         self.seen
+    }
+
+    /// Bytes this detector holds: the struct plus its heap buffers (the
+    /// pattern table counted at its allocated capacity).
+    pub fn heap_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f64>();
+        std::mem::size_of::<Self>()
+            + self.window.heap_bytes()
+            + (self.daily.buckets.capacity() + self.weekly.buckets.capacity())
+                * std::mem::size_of::<Ewma>()
+            + (self.likelihood.short.capacity() + self.pattern_likelihood.short.capacity()) * f
+            + self.patterns.counts.capacity() * std::mem::size_of::<u16>()
     }
 
     /// Scores `value` at `ts_ms` using only earlier points, then learns it.
@@ -503,7 +618,7 @@ impl Ensemble {
                 out.score = out.score.max(RANGE_SCORE);
                 out.component = Component::Range;
                 out.baseline = edge;
-                out.z = (value - edge) / self.scale(self.window.quantile(0.5));
+                out.z = (value - edge) / self.level.1;
             }
             // One alarm per episode: after a score at the alarm level, stay
             // quiet until the scores have been below it for `rest` points.
@@ -520,22 +635,23 @@ impl Ensemble {
         out
     }
 
-    fn scale(&self, med: f64) -> f64 {
-        let iqr = self.window.quantile(0.75) - self.window.quantile(0.25);
-        let range = self.window.quantile(1.0) - self.window.quantile(0.0);
+    /// Median and robust scale of the window.
+    fn level(&self) -> (f64, f64) {
+        let [min, q1, med, q3, max] = self.window.quantiles([0.0, 0.25, 0.5, 0.75, 1.0]);
         // Floors: a flat series still has a scale (1% of its range, 0.1% of
         // its level), so its first move is large but finite.
-        (iqr / 1.349)
-            .max(0.01 * range)
+        let scale = ((q3 - q1) / 1.349)
+            .max(0.01 * (max - min))
             .max(1e-3 * med.abs())
-            .max(1e-9)
+            .max(1e-9);
+        (med, scale)
     }
 
     /// The strongest of the point detectors (median, EWMA, seasonal, CUSUM).
     fn point_reading(&mut self, ts_ms: i64, x: f64) -> Reading {
         let p = &self.p;
-        let med = self.window.quantile(0.5);
-        let scale = self.scale(med);
+        self.level = self.level();
+        let (med, scale) = self.level;
         let mz = (x - med) / scale;
         let mut best = Reading {
             component: Component::Median,
@@ -639,6 +755,46 @@ mod tests {
         w.push(0.0);
         assert_eq!(w.quantile(0.0), 0.0);
         assert_eq!(w.quantile(1.0), 4.0);
+    }
+
+    #[test]
+    fn sorted_window_quantiles_match_a_plain_sort() {
+        let mut r = Rng::new(9);
+        let mut w = SortedWindow::new(500);
+        let mut all = Vec::new();
+        for i in 0..5000 {
+            // Many ties (rounded values) and a drifting level.
+            let v = ((i as f64) / 100.0 + 10.0 * r.normal()).round();
+            w.push(v);
+            all.push(v);
+            if i % 97 == 0 {
+                let mut last: Vec<f64> = all[all.len().saturating_sub(500)..].to_vec();
+                last.sort_by(f64::total_cmp);
+                let qs = [0.0, 0.1, 0.25, 0.5, 0.75, 0.99, 1.0];
+                let together = w.quantiles(qs);
+                for (q, t) in qs.into_iter().zip(together) {
+                    let pos = q * (last.len() - 1) as f64;
+                    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+                    let want = last[lo] + (last[hi] - last[lo]) * (pos - lo as f64);
+                    assert!((w.quantile(q) - want).abs() < 1e-9, "i {i} q {q}");
+                    assert!((t - want).abs() < 1e-9, "i {i} q {q} together");
+                }
+                assert_eq!(w.len(), last.len());
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_of_tiny_windows() {
+        let mut w = SortedWindow::new(10);
+        w.push(3.0);
+        assert_eq!(w.quantiles([0.0, 0.5, 1.0]), [3.0, 3.0, 3.0]);
+        w.push(1.0);
+        assert_eq!(
+            w.quantiles([0.0, 0.25, 0.5, 0.75, 1.0]),
+            [1.0, 1.5, 2.0, 2.5, 3.0]
+        );
+        assert!(SortedWindow::new(3).quantiles([0.5])[0].is_nan());
     }
 
     #[test]

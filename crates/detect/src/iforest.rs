@@ -38,7 +38,7 @@ pub enum FitError {
         got: usize,
         expected: usize,
     },
-    #[error("row {row} feature {feature} is {value}: expected a finite number")]
+    #[error("row {row} feature {feature} is {value}: expected a finite number within ±3.4e38")]
     NotFinite {
         row: usize,
         feature: usize,
@@ -48,15 +48,22 @@ pub enum FitError {
     Contamination(f64),
 }
 
-/// One tree in flat arrays. A node is a leaf when `feature == LEAF`.
+/// One node in 16 bytes. An inner node sends `x[feature] <= value` to
+/// `left` and the rest to `left + 1` (children are allocated in pairs). A
+/// leaf (`feature == LEAF`) holds its depth plus `c(size)` of the training
+/// samples that reached it in `value`, so scoring is one walk and one add.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    value: f64,
+    feature: u32,
+    left: u32,
+}
+
+/// One tree, nodes in one flat array (at most 2ψ − 1 of them: 8 KiB at ψ =
+/// 256, so a tree stays in L1 while a block of rows walks it).
 #[derive(Debug, Clone)]
 struct Tree {
-    feature: Vec<u32>,
-    threshold: Vec<f64>,
-    left: Vec<u32>,
-    right: Vec<u32>,
-    /// Training samples that reached the node (used at leaves).
-    size: Vec<u32>,
+    nodes: Vec<Node>,
 }
 
 const LEAF: u32 = u32::MAX;
@@ -64,7 +71,7 @@ const LEAF: u32 = u32::MAX;
 /// A fitted Isolation Forest.
 #[derive(Debug, Clone)]
 pub struct IsolationForest {
-    trees: Vec<Tree>,
+    trees: Vec<Complete>,
     n_features: usize,
     /// The sub-sample size ψ actually used.
     psi: usize,
@@ -103,7 +110,13 @@ impl IsolationForest {
                     expected: d,
                 });
             }
-            if let Some((f, v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            // Like scikit-learn, which fits on float32: a value that does not
+            // fit in an f32 is refused.
+            if let Some((f, v)) = row
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !v.is_finite() || v.abs() > f64::from(f32::MAX))
+            {
                 return Err(FitError::NotFinite {
                     row: r,
                     feature: f,
@@ -113,20 +126,25 @@ impl IsolationForest {
         }
         let psi = params.max_samples.min(n).max(1);
         let max_depth = (psi as f64).log2().ceil().max(0.0) as usize;
+        let flat = to_f32(rows);
         let root = Rng::new(params.seed);
-        let mut trees = Vec::with_capacity(params.n_estimators);
-        for t in 0..params.n_estimators {
+        // Each tree has its own stream forked from the seed, so the forest
+        // is the same however the trees are spread over threads.
+        let trees = par_map(params.n_estimators, 8, |t| {
             let mut rng = root.fork(t as u64);
             let sample = sample_without_replacement(&mut rng, n, psi);
-            trees.push(build_tree(rows, sample, d, max_depth, &mut rng));
-        }
+            Complete::from_tree(
+                &build_tree(&flat, sample, d, max_depth, &mut rng),
+                max_depth,
+            )
+        });
         let mut forest = Self {
             trees,
             n_features: d,
             psi,
             offset: 0.0,
         };
-        let mut scores: Vec<f64> = rows.iter().map(|r| forest.score_sample(r)).collect();
+        let mut scores = forest.score_flat(&flat);
         forest.offset = percentile(&mut scores, 100.0 * params.contamination);
         Ok(forest)
     }
@@ -144,7 +162,50 @@ impl IsolationForest {
     /// sklearn's `score_samples`: `-2^(-E[h(x)]/c(ψ))`, in [-1, 0); lower
     /// is more anomalous. `x` must have `n_features` values.
     pub fn score_sample(&self, x: &[f64]) -> f64 {
-        let depth_sum: f64 = self.trees.iter().map(|t| path_length(t, x)).sum();
+        let x: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+        self.normalise(self.trees.iter().map(|t| path_length(t, &x)).sum())
+    }
+
+    /// [`score_sample`](Self::score_sample) of every row, spread over the
+    /// available cores when there are enough rows to pay for it.
+    pub fn score_samples(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        self.score_flat(&to_f32(rows))
+    }
+
+    /// Scores rows given as one row-major f32 matrix of `n_features` columns.
+    fn score_flat(&self, flat: &[f32]) -> Vec<f64> {
+        const BLOCK: usize = 256;
+        let d = self.n_features.max(1);
+        let n = flat.len() / d;
+        let blocks = par_map(n.div_ceil(BLOCK), 8, |b| {
+            let block = &flat[b * BLOCK * d..((b + 1) * BLOCK).min(n) * d];
+            // Tree-major: each tree is walked by every row of the block
+            // while it is hot in cache.
+            let mut sums = vec![0.0; block.len() / d];
+            for t in &self.trees {
+                let mut xs = block.chunks_exact(LANES * d);
+                let mut ss = sums.chunks_exact_mut(LANES);
+                for (x, s) in (&mut xs).zip(&mut ss) {
+                    for (s, v) in s.iter_mut().zip(path_lengths(t, x, d)) {
+                        *s += v;
+                    }
+                }
+                for (s, x) in ss
+                    .into_remainder()
+                    .iter_mut()
+                    .zip(xs.remainder().chunks_exact(d))
+                {
+                    *s += path_length(t, x);
+                }
+            }
+            sums.into_iter()
+                .map(|s| self.normalise(s))
+                .collect::<Vec<f64>>()
+        });
+        blocks.into_iter().flatten().collect()
+    }
+
+    fn normalise(&self, depth_sum: f64) -> f64 {
         let mean = depth_sum / self.trees.len().max(1) as f64;
         let c = average_path_length(self.psi);
         if c == 0.0 {
@@ -165,41 +226,71 @@ impl IsolationForest {
     }
 }
 
-/// `k` distinct indices from `0..n` (partial Fisher-Yates), in draw order.
-fn sample_without_replacement(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    for i in 0..k.min(n) {
-        let j = i + rng.below(n - i);
-        idx.swap(i, j);
+/// `f(0..n)` in order, on up to `available_parallelism` scoped threads when
+/// `n` is at least `min_per_thread` per extra thread.
+pub(crate) fn par_map<T: Send>(
+    n: usize,
+    min_per_thread: usize,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = cores.min(n / min_per_thread.max(1)).max(1);
+    if threads == 1 {
+        return (0..n).map(f).collect();
     }
-    idx.truncate(k);
-    idx
+    let chunk = n.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t * chunk..((t + 1) * chunk).min(n))
+                        .map(f)
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// `k` distinct indices from `0..n` (partial Fisher-Yates over a sparse
+/// swap map, so the cost is O(k) whatever `n`), in draw order.
+fn sample_without_replacement(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    let mut swapped: std::collections::HashMap<usize, usize> = Default::default();
+    let k = k.min(n);
+    let mut out = Vec::with_capacity(k);
+    for i in 0..k {
+        let j = i + rng.below(n - i);
+        let vj = *swapped.get(&j).unwrap_or(&j);
+        let vi = *swapped.get(&i).unwrap_or(&i);
+        swapped.insert(j, vi);
+        out.push(vj);
+    }
+    out
 }
 
 fn build_tree(
-    rows: &[Vec<f64>],
+    flat: &[f32],
     mut sample: Vec<usize>,
     d: usize,
     max_depth: usize,
     rng: &mut Rng,
 ) -> Tree {
-    let mut t = Tree {
-        feature: vec![],
-        threshold: vec![],
-        left: vec![],
-        right: vec![],
-        size: vec![],
-    };
+    let mut t = Tree { nodes: vec![] };
     // Explicit stack of (node id, start, end, depth) over `sample`.
-    let new_node = |t: &mut Tree, size: usize| {
-        t.feature.push(LEAF);
-        t.threshold.push(0.0);
-        t.left.push(0);
-        t.right.push(0);
-        t.size.push(size as u32);
-        (t.feature.len() - 1) as u32
+    let new_node = |t: &mut Tree, size: usize, depth: usize| {
+        t.nodes.push(Node {
+            value: depth as f64 + average_path_length(size),
+            feature: LEAF,
+            left: 0,
+        });
+        (t.nodes.len() - 1) as u32
     };
-    let root = new_node(&mut t, sample.len());
+    let root = new_node(&mut t, sample.len(), 0);
     let mut stack = vec![(root, 0usize, sample.len(), 0usize)];
     let mut features: Vec<usize> = (0..d).collect();
     while let Some((node, lo, hi, depth)) = stack.pop() {
@@ -217,7 +308,7 @@ fn build_tree(
             remaining -= 1;
             let (mut mn, mut mx) = (f64::INFINITY, f64::NEG_INFINITY);
             for &i in &sample[lo..hi] {
-                let v = rows[i][f];
+                let v = f64::from(flat[i * d + f]);
                 mn = mn.min(v);
                 mx = mx.max(v);
             }
@@ -234,39 +325,110 @@ fn build_tree(
         // Partition: values <= thr go left.
         let mut mid = lo;
         for i in lo..hi {
-            if rows[sample[i]][f] <= thr {
+            if f64::from(flat[sample[i] * d + f]) <= thr {
                 sample.swap(i, mid);
                 mid += 1;
             }
         }
-        let l = new_node(&mut t, mid - lo);
-        let r = new_node(&mut t, hi - mid);
+        let l = new_node(&mut t, mid - lo, depth + 1);
+        let r = new_node(&mut t, hi - mid, depth + 1);
         let n = node as usize;
-        t.feature[n] = f as u32;
-        t.threshold[n] = thr;
-        t.left[n] = l;
-        t.right[n] = r;
+        debug_assert_eq!(r, l + 1);
+        t.nodes[n] = Node {
+            value: thr,
+            feature: f as u32,
+            left: l,
+        };
         stack.push((l, lo, mid, depth + 1));
         stack.push((r, mid, hi, depth + 1));
     }
     t
 }
 
-fn path_length(t: &Tree, x: &[f64]) -> f64 {
-    let mut node = 0usize;
-    let mut depth = 0.0;
-    loop {
-        let f = t.feature[node];
-        if f == LEAF {
-            return depth + average_path_length(t.size[node] as usize);
+/// A tree laid out as a complete binary tree of depth `depth` (the fit's
+/// depth limit): node `i` has children `2i + 1` and `2i + 2`. A leaf that
+/// the fit stopped early is padded with "always left" nodes (threshold +∞)
+/// and its value copied to every leaf slot below it, so every walk is
+/// exactly `depth` branch-free steps — the same leaf, the same path length,
+/// as the original tree.
+#[derive(Debug, Clone)]
+struct Complete {
+    depth: usize,
+    /// Inner nodes: (threshold, feature). The threshold is the fit's f64
+    /// threshold rounded down to an f32, which for f32 inputs decides
+    /// `x > threshold` exactly as the f64 would.
+    inner: Vec<(f32, u32)>,
+    leaf: Vec<f64>,
+}
+
+impl Complete {
+    fn from_tree(t: &Tree, depth: usize) -> Self {
+        let inner = (1usize << depth) - 1;
+        let mut c = Complete {
+            depth,
+            inner: vec![(f32::INFINITY, 0); inner],
+            leaf: vec![0.0; 1 << depth],
+        };
+        // (node in `t`, slot in the complete layout, its depth)
+        let mut stack = vec![(0usize, 0usize, 0usize)];
+        while let Some((node, slot, d)) = stack.pop() {
+            let n = t.nodes[node];
+            if n.feature == LEAF {
+                // Fill the leaf slots of the subtree under `slot`.
+                let mut first = slot;
+                for _ in d..depth {
+                    first = 2 * first + 1;
+                }
+                let start = first - inner;
+                let width = 1usize << (depth - d);
+                c.leaf[start..start + width].fill(n.value);
+            } else {
+                let mut t32 = n.value as f32;
+                if f64::from(t32) > n.value {
+                    t32 = t32.next_down();
+                }
+                c.inner[slot] = (t32, n.feature);
+                stack.push((n.left as usize, 2 * slot + 1, d + 1));
+                stack.push((n.left as usize + 1, 2 * slot + 2, d + 1));
+            }
         }
-        node = if x[f as usize] <= t.threshold[node] {
-            t.left[node]
-        } else {
-            t.right[node]
-        } as usize;
-        depth += 1.0;
+        c
     }
+}
+
+/// Rows as one row-major f32 matrix, as scikit-learn converts its input
+/// (values beyond the f32 range become ±∞).
+fn to_f32(rows: &[Vec<f64>]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|r| r.iter().map(|v| *v as f32))
+        .collect()
+}
+
+/// Rows walked in lockstep, so that their independent loads overlap.
+const LANES: usize = 16;
+
+/// [`path_length`] of `LANES` rows at once (`xs`: `LANES` rows of `d`
+/// values, row-major).
+fn path_lengths(t: &Complete, xs: &[f32], d: usize) -> [f64; LANES] {
+    let mut idx = [0usize; LANES];
+    for _ in 0..t.depth {
+        for (lane, i) in idx.iter_mut().enumerate() {
+            let (thr, f) = t.inner[*i];
+            *i = 2 * *i + 1 + usize::from(xs[lane * d + f as usize] > thr);
+        }
+    }
+    let inner = t.inner.len();
+    idx.map(|i| t.leaf[i - inner])
+}
+
+/// Depth of `x`'s leaf plus that leaf's `c(size)`.
+fn path_length(t: &Complete, x: &[f32]) -> f64 {
+    let mut i = 0usize;
+    for _ in 0..t.depth {
+        let (thr, f) = t.inner[i];
+        i = 2 * i + 1 + usize::from(x[f as usize] > thr);
+    }
+    t.leaf[i - t.inner.len()]
 }
 
 /// numpy's default (linear) percentile of `v` at `q` in [0, 100].

@@ -16,3 +16,4 @@ pub use iforest::{IsolationForest, IsolationForestParams};
 pub use robust::{Direction, RobustDetector, RobustParams, RobustScore};
 pub mod ensemble;
 pub use ensemble::{Component, Ensemble, EnsembleParams, EnsembleScore, SortedWindow};
+pub mod synthetic;
