@@ -58,6 +58,23 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Score a metrics table (timestamp + numeric columns) and print the anomalies with reasons.
+    Detect {
+        /// The CSV: a header, an optional timestamp column, numeric feature columns.
+        #[arg(long)]
+        input: PathBuf,
+        /// iforest (batch, as the seed), robust (rolling median/MAD) or ensemble (default).
+        #[arg(long, default_value = "ensemble", value_parser = parse_method)]
+        method: warden_detect::table::Method,
+        /// Isolation Forest contamination, (0, 0.5].
+        #[arg(long, default_value_t = 0.1)]
+        contamination: f64,
+        /// Write every row's score here (CSV).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rank the root cause of one offline case (shared/data/rca/FORMAT.md layout).
     Rca {
         /// The case directory (data.csv and inject_time.txt at least).
@@ -227,6 +244,11 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
     Scenario::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_method(s: &str) -> Result<warden_detect::table::Method, String> {
+    warden_detect::table::Method::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a method: iforest, robust or ensemble"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -572,6 +594,108 @@ fn config(cmd: ConfigCommand) -> Result<(), Failure> {
     }
 }
 
+fn detect(
+    input: &Path,
+    method: warden_detect::table::Method,
+    contamination: f64,
+    output: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Failure> {
+    if !(contamination > 0.0 && contamination <= 0.5) {
+        return Err(Failure::Input(format!(
+            "--contamination {contamination}: must be in (0, 0.5]"
+        )));
+    }
+    let t = warden_bench::metrics_table::read_metrics_table(input)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let scores = warden_detect::table::score_table(&t.ts_ms, &t.rows, method, contamination)
+        .map_err(|e| Failure::Input(format!("{}: {e}", input.display())))?;
+    if let Some(path) = &output {
+        let mut w = csv::Writer::from_path(path)
+            .map_err(|e| Failure::Input(format!("--output {}: {e}", path.display())))?;
+        let io = |e: csv::Error| Failure::Input(format!("--output {}: {e}", path.display()));
+        w.write_record([
+            "line",
+            "timestamp",
+            "score",
+            "anomaly",
+            "feature",
+            "value",
+            "baseline",
+            "z",
+            "detector",
+        ])
+        .map_err(io)?;
+        for (i, s) in scores.iter().enumerate() {
+            w.write_record([
+                t.lines[i].to_string(),
+                t.time_text[i].clone(),
+                format!("{:.6}", s.score),
+                s.anomaly.to_string(),
+                t.columns[s.feature].clone(),
+                s.value.to_string(),
+                format!("{:.6}", s.baseline),
+                format!("{:.3}", s.z),
+                s.detector.to_string(),
+            ])
+            .map_err(io)?;
+        }
+        w.flush()?;
+    }
+    let anomalies: Vec<usize> = (0..scores.len()).filter(|i| scores[*i].anomaly).collect();
+    if json {
+        let rows: Vec<serde_json::Value> = anomalies
+            .iter()
+            .map(|i| {
+                let s = &scores[*i];
+                serde_json::json!({
+                    "line": t.lines[*i],
+                    "timestamp": t.time_text[*i],
+                    "score": s.score,
+                    "feature": t.columns[s.feature],
+                    "value": s.value,
+                    "baseline": s.baseline,
+                    "z": s.z,
+                    "detector": s.detector,
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "rows": scores.len(),
+                "method": method,
+                "anomalies": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    out!(
+        "{} rows, {} anomalies ({:?})",
+        scores.len(),
+        anomalies.len(),
+        method
+    );
+    for i in anomalies {
+        let s = &scores[i];
+        let when = if t.time_text[i].is_empty() {
+            format!("line {}", t.lines[i])
+        } else {
+            format!("line {} ({})", t.lines[i], t.time_text[i])
+        };
+        out!(
+            "{when}: score {:.3}: {} = {} vs baseline {:.4} (z {:+.1}, {})",
+            s.score,
+            t.columns[s.feature],
+            s.value,
+            s.baseline,
+            s.z,
+            s.detector
+        );
+    }
+    Ok(())
+}
+
 fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
     if !case.join("data.csv").is_file() || !case.join("inject_time.txt").is_file() {
         return Err(Failure::Input(format!(
@@ -844,6 +968,13 @@ fn main() -> ExitCode {
         Command::Reject(a) => decide(a, false),
         Command::Config { command } => config(command),
         Command::Rca { case, json } => rca(case, json),
+        Command::Detect {
+            input,
+            method,
+            contamination,
+            output,
+            json,
+        } => detect(&input, method, contamination, output, json),
         Command::Bench { command } => bench(command),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(demo(a))),
         Command::Serve {

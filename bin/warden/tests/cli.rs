@@ -465,3 +465,114 @@ fn nab_score_rewards_a_window_hit_at_its_left_edge_and_names_missing_files() {
     assert_eq!(code, 2);
     assert!(err.contains("other_a.csv"), "{err}");
 }
+
+#[test]
+fn bench_nab_writes_nab_result_files_and_catches_the_jump() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nab");
+    let (code, out, err) = run(&[
+        "bench",
+        "nab",
+        "--data",
+        &fx.display().to_string(),
+        "--out",
+        &out_dir.path().display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["files"], 2);
+    // One window, no false alarm on the noise-only series at the best
+    // threshold: the jump is found inside its window.
+    let std = v["profiles"]["standard"]["normalized"]
+        .as_f64()
+        .expect("score");
+    assert!(std > 80.0, "{v}");
+    let file = out_dir
+        .path()
+        .join("artificialWithAnomaly/warden_art_daily_jumpsup.csv");
+    let text = std::fs::read_to_string(&file).expect("result file");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+    assert_eq!(lines.count(), 4032);
+    // The same files score the same with the stand-alone scorer.
+    let (code, again, err) = run(&[
+        "bench",
+        "nab-score",
+        "--data",
+        &fx.display().to_string(),
+        "--results",
+        &out_dir.path().display().to_string(),
+        "--detector",
+        "warden",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let w: serde_json::Value = serde_json::from_str(again.trim()).expect("json");
+    assert_eq!(w["standard"], v["profiles"]["standard"]);
+    let (code, _, err) = run(&["bench", "nab", "--data", "/nonexistent", "--out", "/tmp/x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent"), "{err}");
+}
+
+#[test]
+fn detect_flags_the_incident_row_and_names_bad_cells() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("metrics.csv");
+    let mut csv = String::from("timestamp,cpu_usage,memory_usage,request_latency,error_rate\n");
+    for i in 0..600u32 {
+        // Deterministic wiggle; one latency incident at row 500.
+        let w = f64::from((i * 7919) % 13) / 13.0 - 0.5;
+        let lat = if i == 500 { 2400.0 } else { 120.0 + 10.0 * w };
+        csv.push_str(&format!(
+            "{},{:.3},{:.3},{lat:.1},{:.4}\n",
+            1_767_225_600 + 60 * i64::from(i),
+            0.4 + 0.02 * w,
+            0.55 + 0.01 * w,
+            0.01 + 0.002 * w
+        ));
+    }
+    std::fs::write(&input, &csv).expect("write");
+    let scores = dir.path().join("scores.csv");
+    for method in ["ensemble", "robust", "iforest"] {
+        let (code, out, err) = run(&[
+            "detect",
+            "--input",
+            &input.display().to_string(),
+            "--method",
+            method,
+            "--output",
+            &scores.display().to_string(),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{method}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        assert_eq!(v["rows"], 600, "{method}");
+        let hit = v["anomalies"]
+            .as_array()
+            .expect("anomalies")
+            .iter()
+            .find(|a| a["line"] == 502)
+            .unwrap_or_else(|| panic!("{method}: row 500 (line 502) not flagged: {v}"));
+        assert_eq!(hit["feature"], "request_latency", "{method}");
+        let written = std::fs::read_to_string(&scores).expect("scores");
+        assert_eq!(written.lines().count(), 601, "{method}");
+        assert!(written.starts_with("line,timestamp,score,anomaly,feature"));
+    }
+    std::fs::write(&input, "timestamp,cpu\n1767225600,0.4\n1767225660,high\n").expect("write");
+    let (code, _, err) = run(&["detect", "--input", &input.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 3 column 2 (cpu)") && err.contains("high"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "detect",
+        "--input",
+        &input.display().to_string(),
+        "--contamination",
+        "0.7",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("0.7"), "{err}");
+}

@@ -12,8 +12,9 @@
 pub mod iforest;
 pub mod robust;
 
-pub use iforest::{IsolationForest, IsolationForestParams};
+pub use iforest::{FitError, IsolationForest, IsolationForestParams};
 pub use robust::{Direction, RobustDetector, RobustParams, RobustScore};
 pub mod ensemble;
 pub use ensemble::{Component, Ensemble, EnsembleParams, EnsembleScore, SortedWindow};
 pub mod synthetic;
+pub mod table;
