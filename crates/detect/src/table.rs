@@ -150,9 +150,7 @@ pub fn score_table(
                         // at 0 by an earlier alarm's quiet period).
                         let score = if s.anomaly { s.strength } else { s.score };
                         let key = (s.anomaly, score);
-                        if best.as_ref().is_none_or(|b| {
-                            key.0 > b.anomaly || (key.0 == b.anomaly && key.1 > b.score)
-                        }) {
+                        if best.as_ref().is_none_or(|b| key > (b.anomaly, b.score)) {
                             best = Some(RowScore {
                                 score,
                                 anomaly: s.anomaly,
