@@ -158,31 +158,31 @@ mod tests {
     #[test]
     fn errors_name_line_and_column() {
         let e = read("timestamp,cpu\n2026-01-01T00:00:00Z,0.4\n2026-01-01T00:01:00Z,abc\n")
-            .unwrap_err();
+            .expect_err("refused");
         assert!(
             e.contains("line 3 column 2 (cpu)") && e.contains("\"abc\""),
             "{e}"
         );
         let e = read("timestamp,cpu\n2026-01-01T00:01:00Z,0.4\n2026-01-01T00:00:00Z,0.5\n")
-            .unwrap_err();
+            .expect_err("refused");
         assert!(
             e.contains("line 3 column 1") && e.contains("time order"),
             "{e}"
         );
-        let e = read("timestamp,cpu\nyesterday,0.4\n").unwrap_err();
+        let e = read("timestamp,cpu\nyesterday,0.4\n").expect_err("refused");
         assert!(
             e.contains("line 2 column 1") && e.contains("yesterday"),
             "{e}"
         );
-        let e = read("timestamp,cpu\n2026-01-01T00:00:00Z,0.4,9\n").unwrap_err();
+        let e = read("timestamp,cpu\n2026-01-01T00:00:00Z,0.4,9\n").expect_err("refused");
         assert!(e.contains("line 2"), "{e}");
         assert!(
             read("timestamp\n2026-01-01T00:00:00Z\n")
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("no feature")
         );
-        assert!(read("cpu\n").unwrap_err().contains("no data rows"));
-        let e = read("cpu\ninf\n").unwrap_err();
+        assert!(read("cpu\n").expect_err("refused").contains("no data rows"));
+        let e = read("cpu\ninf\n").expect_err("refused");
         assert!(e.contains("line 2 column 1 (cpu)"), "{e}");
     }
 
