@@ -8,7 +8,8 @@ use warden_api::{SharedLive, read_live, write_live};
 use warden_config::{Config, DetectionAlgorithm};
 use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
 use warden_detect::{
-    Direction, IsolationForest, IsolationForestParams, RobustDetector, RobustParams,
+    Direction, Ensemble, EnsembleParams, EnsembleScore, IsolationForest, IsolationForestParams,
+    RobustDetector, RobustParams,
 };
 use warden_model::{
     Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
@@ -54,7 +55,7 @@ pub struct Engine {
     analyst: Arc<dyn Analyst>,
     executor: Arc<dyn Executor>,
     gates: Gates,
-    detectors: BTreeMap<(ServiceName, Metric), RobustDetector>,
+    detectors: BTreeMap<(ServiceName, Metric), SeriesDetectors>,
     forests: BTreeMap<ServiceName, Forest>,
     active: BTreeMap<String, Active>,
     correlator: Correlator,
@@ -69,6 +70,17 @@ pub struct Engine {
 
 /// Per-metric detector settings: direction and the smallest change worth an
 /// alert (absolute, relative to the baseline).
+/// The univariate detectors of one series: the robust detector gates
+/// direction, effect size and persistence; the streaming ensemble scores
+/// each sample in [0, 1] and, when it is confident, confirms a departure on
+/// its first sample instead of waiting for `confirm_samples`.
+struct SeriesDetectors {
+    robust: RobustDetector,
+    ensemble: Ensemble,
+    /// The ensemble's strongest score in the current departure.
+    peak: Option<EnsembleScore>,
+}
+
 fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
     let mon = &cfg.services.monitoring;
     let (direction, min_abs, min_rel) = match m {
@@ -299,14 +311,25 @@ impl Engine {
             let det = self
                 .detectors
                 .entry(key)
-                .or_insert_with(|| RobustDetector::new(robust_params(cfg, s.metric)));
-            let score = det.observe(ts.millis(), s.value);
+                .or_insert_with(|| SeriesDetectors {
+                    robust: RobustDetector::new(robust_params(cfg, s.metric)),
+                    ensemble: Ensemble::new(EnsembleParams::default()),
+                    peak: None,
+                });
+            let score = det.robust.observe(ts.millis(), s.value);
+            let ens = det.ensemble.observe(ts.millis(), s.value);
             let fp = format!("{svc}/{}", s.metric);
             if !score.exceeds {
+                det.peak = None;
                 self.active.remove(&fp);
                 continue;
             }
-            if !score.anomalous || self.active.contains_key(&fp) {
+            if det.peak.is_none_or(|p| ens.strength > p.strength) {
+                det.peak = Some(ens);
+            }
+            let peak = det.peak.unwrap_or(ens);
+            let confident = peak.strength >= EnsembleParams::default().alarm;
+            if !(score.anomalous || confident) || self.active.contains_key(&fp) {
                 continue;
             }
             let strong = score.z.abs() >= 3.0 * mon.z_threshold;
@@ -318,6 +341,9 @@ impl Engine {
                 continue;
             }
             let mut detectors = vec!["robust_mad".to_string()];
+            if confident {
+                detectors.push(format!("ensemble:{}", peak.component.as_str()));
+            }
             if if_outlier == Some(true) {
                 detectors.push("iforest".into());
             }
@@ -326,8 +352,18 @@ impl Engine {
                 (Some(sc), _) => format!("; isolation forest score {sc:.3} below its threshold"),
                 _ => String::new(),
             };
+            let ens_note = if confident {
+                format!(
+                    "; ensemble score {:.2} ({} baseline {})",
+                    peak.strength,
+                    peak.component.as_str(),
+                    fmt_value(s.metric, peak.baseline)
+                )
+            } else {
+                format!("; ensemble score {:.2}", peak.strength)
+            };
             let reason = format!(
-                "{svc} {} is {} vs baseline {} (robust z {:+.1}){if_note}",
+                "{svc} {} is {} vs baseline {} (robust z {:+.1}){ens_note}{if_note}",
                 s.metric,
                 fmt_value(s.metric, s.value),
                 fmt_value(s.metric, score.baseline),
@@ -341,7 +377,9 @@ impl Engine {
                 value: s.value,
                 baseline: score.baseline,
                 z: score.z,
-                score: 1.0 - (-score.z.abs() / mon.z_threshold).exp(),
+                score: peak
+                    .strength
+                    .max(1.0 - (-score.z.abs() / mon.z_threshold).exp()),
                 iforest_score: if_score,
                 detectors,
                 reason,
@@ -524,8 +562,11 @@ impl Engine {
             .detectors
             .iter()
             .map(|((s, m), d)| {
-                let (t, v): (Vec<f64>, Vec<f64>) =
-                    d.values().map(|(t, v)| (t as f64 / 1000.0, v)).unzip();
+                let (t, v): (Vec<f64>, Vec<f64>) = d
+                    .robust
+                    .values()
+                    .map(|(t, v)| (t as f64 / 1000.0, v))
+                    .unzip();
                 (s.to_string(), m.to_string(), t, v)
             })
             .collect();
@@ -557,8 +598,8 @@ impl Engine {
             .iter()
             .filter_map(|m| {
                 let d = self.detectors.get(&(svc.clone(), *m))?;
-                let (_, value) = d.values().last()?;
-                let last = d.last()?;
+                let (_, value) = d.robust.values().last()?;
+                let last = d.robust.last()?;
                 Some(MetricState {
                     metric: *m,
                     value,
@@ -768,7 +809,7 @@ impl Engine {
 
     fn current_replicas(&self, svc: &ServiceName) -> Option<u32> {
         let d = self.detectors.get(&(svc.clone(), Metric::Replicas))?;
-        let (_, v) = d.values().last()?;
+        let (_, v) = d.robust.values().last()?;
         Some(v.round().max(0.0) as u32)
     }
 
@@ -887,7 +928,7 @@ impl Engine {
                         let z = self
                             .detectors
                             .get(&(s.clone(), m))
-                            .and_then(|d| d.last())
+                            .and_then(|d| d.robust.last())
                             .map_or(0.0, |l| l.z);
                         (s, m, z)
                     })
@@ -933,7 +974,7 @@ impl Engine {
             let outcome = v.check(now, |s, m| {
                 detectors
                     .get(&(s.clone(), m))
-                    .and_then(|d| d.last())
+                    .and_then(|d| d.robust.last())
                     .map(|l| SignalHealth {
                         z: l.z,
                         exceeds: l.exceeds,
