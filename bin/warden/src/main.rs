@@ -92,6 +92,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Forecast the 414 M4 hourly series (horizon 48); print sMAPE, MASE, OWA vs Naive2 and interval coverage.
+    M4 {
+        /// The directory with Hourly-train.csv and Hourly-test.csv.
+        #[arg(long)]
+        data: PathBuf,
+        /// Write one row per series: id, then the 48 forecasts.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Detection performance: Isolation Forest vs scikit-learn, ensemble throughput, a tick over many series.
     Detect {
         /// Rows (× 4 features) for the Isolation Forest fit + score.
@@ -782,6 +793,61 @@ fn progress_bar(unit: &str) -> indicatif::ProgressBar {
 
 fn bench(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::M4 { data, out, json } => {
+            let series =
+                warden_bench::m4::read_m4(&data).map_err(|e| Failure::Input(e.to_string()))?;
+            let bar = progress_bar("series");
+            bar.set_length(series.len() as u64);
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            let results =
+                warden_bench::m4::run(&series, cores, &|done, _| bar.set_position(done as u64));
+            bar.finish_and_clear();
+            if let Some(path) = &out {
+                let mut w = csv::Writer::from_path(path)
+                    .map_err(|e| Failure::Input(format!("--out {}: {e}", path.display())))?;
+                let io = |e: csv::Error| Failure::Input(format!("--out {}: {e}", path.display()));
+                let mut header = vec!["id".to_string()];
+                header.extend((1..=warden_bench::m4::HORIZON).map(|i| format!("F{i}")));
+                w.write_record(&header).map_err(io)?;
+                for r in &results {
+                    let mut row = vec![r.id.clone()];
+                    row.extend(r.forecast.iter().map(|v| v.to_string()));
+                    w.write_record(&row).map_err(io)?;
+                }
+                w.flush()?;
+            }
+            let rep = warden_bench::m4::report(&results);
+            if json {
+                out!("{}", serde_json::to_string(&rep)?);
+                return Ok(());
+            }
+            out!(
+                "{} series, horizon {}",
+                rep.series,
+                warden_bench::m4::HORIZON
+            );
+            out!("{:<10} {:>8} {:>8} {:>8}", "", "sMAPE", "MASE", "OWA");
+            out!(
+                "{:<10} {:>8.3} {:>8.3} {:>8.3}",
+                "warden",
+                rep.smape,
+                rep.mase,
+                rep.owa
+            );
+            out!(
+                "{:<10} {:>8.3} {:>8.3} {:>8.3}",
+                "Naive2",
+                rep.naive2_smape,
+                rep.naive2_mase,
+                1.0
+            );
+            out!(
+                "interval coverage: 95% covers {:.1}% of test points, 80% covers {:.1}%",
+                100.0 * rep.coverage95,
+                100.0 * rep.coverage80
+            );
+            Ok(())
+        }
         BenchCommand::Detect {
             rows,
             series,

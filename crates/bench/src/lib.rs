@@ -4,6 +4,7 @@
 //! same ranker as the live loop, and scores rankings.
 
 pub mod detect_bench;
+pub mod m4;
 pub mod metrics_table;
 pub mod nab;
 pub mod rca_bench;
