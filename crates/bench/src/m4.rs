@@ -101,7 +101,7 @@ pub fn naive2(y: &[f64], m: usize, h: usize) -> Vec<f64> {
     let half = m / 2;
     let mut trend = vec![f64::NAN; n];
     for (i, t) in trend.iter_mut().enumerate().take(n - half).skip(half) {
-        *t = if m % 2 == 0 {
+        *t = if m.is_multiple_of(2) {
             let inner: f64 = y[i - half + 1..i + half].iter().sum();
             (inner + 0.5 * (y[i - half] + y[i + half])) / m as f64
         } else {
