@@ -1,8 +1,16 @@
 //! Capacity forecasting. Pure: numbers in, forecasts and plans out.
 //!
-//! - [`model`]: point forecasts with 80% / 95% intervals (MSTL + AutoETS,
-//!   seasonality found by the M4 autocorrelation test).
+//! - [`model`]: point forecasts with 80% / 95% intervals (MSTL + AutoETS on
+//!   the log and linear scales, seasonality found by the M4 autocorrelation
+//!   test, blended with seasonal naive near the origin).
+//! - [`trend`]: the seed's trend label and a Theil–Sen slope with its
+//!   interval.
+//! - [`capacity`]: time to exhaustion, rightsizing, autoscaler proposals.
 
+pub mod capacity;
 pub mod model;
+pub mod trend;
 
+pub use capacity::{Autoscaling, Exhaustion, Rightsizing, autoscale, exhaustion, rightsize};
 pub use model::{Forecast, ForecastError, Method, forecast, is_seasonal, seasonal_naive};
+pub use trend::{RobustSlope, TrendLabel, seed_label, theil_sen};

@@ -1,6 +1,6 @@
 //! Point forecasts with 80% and 95% prediction intervals for one regular
 //! series: MSTL (one seasonal component per detected period, LOESS) with an
-//! automatic ETS model for the trend, as in augurs; AutoETS alone when no
+//! automatic ETS model (undamped) for the trend, as in augurs; AutoETS alone when no
 //! period is seasonal or the history is shorter than two cycles; seasonal
 //! naive with empirical intervals when the models cannot be fitted.
 
@@ -75,6 +75,14 @@ pub fn is_seasonal(y: &[f64], period: usize) -> bool {
     let sum_sq: f64 = r[..period - 1].iter().map(|v| v * v).sum();
     let limit = 1.645 * ((1.0 + 2.0 * sum_sq) / n as f64).sqrt();
     r[period - 1].abs() > limit
+}
+
+/// Whether `y` has a season of `period` once trend and level shifts are
+/// taken out: the autocorrelation test on the first differences (a trending
+/// or shifted series is autocorrelated at every lag, seasonal or not).
+pub fn has_season(y: &[f64], period: usize) -> bool {
+    let d: Vec<f64> = y.windows(2).map(|w| w[1] - w[0]).collect();
+    is_seasonal(&d, period)
 }
 
 fn check(y: &[f64], horizon: usize) -> Result<(), ForecastError> {
@@ -158,9 +166,17 @@ pub fn seasonal_naive(y: &[f64], period: usize, horizon: usize) -> Forecast {
 
 /// One model specification (MSTL + AutoETS when `periods` is not empty,
 /// else AutoETS) fitted to `y`.
+/// AutoETS over error and trend forms, trend undamped: a capacity planner
+/// extrapolates growth (a leak does not slow down by itself).
+fn ets() -> AutoETS {
+    AutoETS::non_seasonal()
+        .damped(false)
+        .unwrap_or_else(|_| AutoETS::non_seasonal())
+}
+
 fn fit_one(y: &[f64], periods: &[usize], horizon: usize) -> Option<Forecast> {
     if !periods.is_empty() {
-        let model = MSTLModel::new(periods.to_vec(), AutoETS::non_seasonal().into_trend_model());
+        let model = MSTLModel::new(periods.to_vec(), ets().into_trend_model());
         if let Some(f) = model
             .fit(y)
             .ok()
@@ -169,7 +185,7 @@ fn fit_one(y: &[f64], periods: &[usize], horizon: usize) -> Option<Forecast> {
             return Some(f);
         }
     }
-    AutoETS::non_seasonal()
+    ets()
         .fit(y)
         .ok()
         .and_then(|m| with_levels(&m, horizon, Method::Ets, vec![]))
@@ -197,12 +213,13 @@ pub fn naive_weight(h: usize, tau: usize) -> f64 {
 /// Forecasts `horizon` steps of `y` (regular, finite). `candidate_periods`
 /// are the seasonal periods to test, in steps (e.g. a day and a week).
 ///
-/// 1. The periods that pass the autocorrelation test are modelled by MSTL,
+/// 1. The periods that pass the autocorrelation test (on the differenced
+///    series, [`has_season`]) are modelled by MSTL,
 ///    the deseasonalised rest by AutoETS (AutoETS alone when none pass).
 /// 2. A positive series is modelled on the log scale too (multiplicative
-///    seasonality and growth); its back-transformed forecast is the point
-///    forecast, and the intervals are the envelope of both scales' — the
-///    uncertainty about the model form is part of the uncertainty.
+///    seasonality and growth); the point forecast is the mean of the two
+///    scales' (back-transformed) and the intervals are the envelope of both
+///    — the uncertainty about the model form is part of the uncertainty.
 /// 3. Near the origin the point forecast is combined with the seasonal
 ///    naive one at the shortest seasonal period (the last cycle's exact
 ///    shape), with weight [`naive_weight`]: ½ at the first step, fading
@@ -217,7 +234,7 @@ pub fn forecast(
     let periods: Vec<usize> = candidate_periods
         .iter()
         .copied()
-        .filter(|p| is_seasonal(y, *p))
+        .filter(|p| has_season(y, *p))
         .collect();
     let additive = fit_one(y, &periods, horizon);
     let logged = if y.iter().all(|v| *v > 0.0) {
@@ -232,6 +249,7 @@ pub fn forecast(
     let mut f = match (logged, additive) {
         (Some(mut l), Some(a)) if l.point.iter().all(|v| v.is_finite()) => {
             for i in 0..horizon {
+                l.point[i] = 0.5 * (l.point[i] + a.point[i]);
                 l.lower80[i] = l.lower80[i].min(a.lower80[i]);
                 l.upper80[i] = l.upper80[i].max(a.upper80[i]);
                 l.lower95[i] = l.lower95[i].min(a.lower95[i]);
@@ -251,7 +269,14 @@ pub fn forecast(
         let sn = seasonal_naive(y, p, horizon);
         for i in 0..horizon {
             let w = naive_weight(i, tau);
-            f.point[i] = (1.0 - w) * f.point[i] + w * sn.point[i];
+            let mix = |a: f64, b: f64| (1.0 - w) * a + w * b;
+            f.point[i] = mix(f.point[i], sn.point[i]);
+            // The blend's intervals: the models' envelope, widened by the
+            // same blend of the seasonal naive's empirical intervals.
+            f.lower80[i] = f.lower80[i].min(mix(f.lower80[i], sn.lower80[i]));
+            f.upper80[i] = f.upper80[i].max(mix(f.upper80[i], sn.upper80[i]));
+            f.lower95[i] = f.lower95[i].min(mix(f.lower95[i], sn.lower95[i]));
+            f.upper95[i] = f.upper95[i].max(mix(f.upper95[i], sn.upper95[i]));
         }
     }
     // The intervals contain the point forecast.
@@ -263,4 +288,124 @@ pub fn forecast(
         f.upper95[i] = f.upper95[i].max(f.upper80[i]);
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic noise in [-1, 1].
+    fn wiggle(i: usize) -> f64 {
+        ((i * 7919 + 13) % 101) as f64 / 50.0 - 1.0
+    }
+
+    fn inside(f: &Forecast, i: usize, y: f64) -> bool {
+        f.lower95[i] <= y && y <= f.upper95[i]
+    }
+
+    #[test]
+    fn a_flat_series_forecasts_its_level() {
+        let y: Vec<f64> = (0..300).map(|i| 50.0 + 0.5 * wiggle(i)).collect();
+        let f = forecast(&y, &[24, 168], 48).expect("forecast");
+        assert!(
+            f.point.iter().all(|p| (p - 50.0).abs() < 1.0),
+            "{:?}",
+            f.point
+        );
+        assert!((0..48).all(|i| inside(&f, i, 50.0)));
+        assert!(f.upper95[47] - f.lower95[47] < 5.0);
+    }
+
+    #[test]
+    fn a_linear_trend_is_extrapolated() {
+        let y: Vec<f64> = (0..300)
+            .map(|i| 10.0 + 0.2 * i as f64 + 0.3 * wiggle(i))
+            .collect();
+        let f = forecast(&y, &[24, 168], 100).expect("forecast");
+        let truth = |h: usize| 10.0 + 0.2 * (300 + h) as f64;
+        assert!(
+            (f.point[99] - truth(99)).abs() < 3.0,
+            "{} vs {}",
+            f.point[99],
+            truth(99)
+        );
+        assert!(inside(&f, 99, truth(99)));
+        assert!(
+            f.periods.is_empty(),
+            "no seasonality in a line: {:?}",
+            f.periods
+        );
+    }
+
+    #[test]
+    fn a_daily_cycle_is_found_and_repeated() {
+        let day = |i: usize| 100.0 + 30.0 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin();
+        let y: Vec<f64> = (0..24 * 21).map(|i| day(i) + wiggle(i)).collect();
+        let f = forecast(&y, &[24, 168], 48).expect("forecast");
+        assert!(f.periods.contains(&24), "{:?}", f.periods);
+        assert_eq!(f.method, Method::MstlEts);
+        for h in 0..48 {
+            let t = day(y.len() + h);
+            assert!(
+                (f.point[h] - t).abs() < 4.0,
+                "step {h}: {} vs {t}",
+                f.point[h]
+            );
+            assert!(inside(&f, h, t), "step {h}");
+        }
+    }
+
+    #[test]
+    fn after_a_level_shift_the_forecast_follows_the_new_level() {
+        let y: Vec<f64> = (0..400)
+            .map(|i| if i < 300 { 20.0 } else { 60.0 } + wiggle(i))
+            .collect();
+        let f = forecast(&y, &[24, 168], 24).expect("forecast");
+        assert!(
+            f.point.iter().all(|p| (p - 60.0).abs() < 5.0),
+            "{:?}",
+            f.point
+        );
+    }
+
+    #[test]
+    fn too_short_and_bad_series_are_refused_with_the_reason() {
+        let e = forecast(&[1.0, 2.0, 3.0], &[24], 10).expect_err("too short");
+        assert_eq!(
+            e,
+            ForecastError::TooShort {
+                n: 3,
+                min: MIN_POINTS
+            }
+        );
+        assert!(e.to_string().contains("3 points"));
+        let mut y = vec![1.0; 20];
+        y[7] = f64::NAN;
+        assert!(matches!(
+            forecast(&y, &[24], 5),
+            Err(ForecastError::NotFinite { index: 7, .. })
+        ));
+        assert_eq!(
+            forecast(&[1.0; 20], &[24], 0),
+            Err(ForecastError::Horizon(0))
+        );
+        // Short but enough: no period can be tested, ETS alone.
+        let f = forecast(
+            &[5.0, 5.1, 4.9, 5.0, 5.2, 5.1, 4.8, 5.0, 5.1, 5.0],
+            &[24],
+            5,
+        )
+        .expect("forecast");
+        assert!(f.periods.is_empty());
+        assert!(f.point.iter().all(|p| (p - 5.0).abs() < 0.5));
+    }
+
+    #[test]
+    fn seasonality_test_matches_its_definition() {
+        let seasonal: Vec<f64> = (0..240).map(|i| ((i % 24) as f64).sin()).collect();
+        assert!(is_seasonal(&seasonal, 24));
+        let line: Vec<f64> = (0..240).map(wiggle).collect();
+        assert!(!is_seasonal(&line, 24));
+        assert!(!is_seasonal(&seasonal[..60], 24), "fewer than three cycles");
+    }
 }
