@@ -75,6 +75,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Forecast a series: trend, forecast with 80/95% intervals, and when it crosses a limit.
+    Forecast {
+        /// CSV with a timestamp column and one numeric column (or name it with --column).
+        #[arg(long)]
+        input: PathBuf,
+        /// How far ahead, e.g. 30d, 12h.
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        horizon: i64,
+        /// The column to forecast when the file has several.
+        #[arg(long)]
+        column: Option<String>,
+        /// A capacity limit: report when the forecast crosses it.
+        #[arg(long)]
+        limit: Option<f64>,
+        /// Write the forecast here (timestamp, point, lower80, upper80, lower95, upper95).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rank the root cause of one offline case (shared/data/rca/FORMAT.md layout).
     Rca {
         /// The case directory (data.csv and inject_time.txt at least).
@@ -707,6 +727,172 @@ fn detect(
     Ok(())
 }
 
+struct ForecastArgs {
+    input: PathBuf,
+    horizon: i64,
+    column: Option<String>,
+    limit: Option<f64>,
+    output: Option<PathBuf>,
+    json: bool,
+}
+
+fn forecast(a: ForecastArgs) -> Result<(), Failure> {
+    if let Some(l) = a.limit
+        && !l.is_finite()
+    {
+        return Err(Failure::Input(format!(
+            "--limit {l}: must be a finite number"
+        )));
+    }
+    let t = warden_bench::metrics_table::read_metrics_table(&a.input)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    if t.time_text.iter().all(String::is_empty) {
+        return Err(Failure::Input(format!(
+            "{}: no timestamp column (expected a column named timestamp or time)",
+            a.input.display()
+        )));
+    }
+    let col = match (&a.column, t.columns.len()) {
+        (Some(name), _) => t.columns.iter().position(|c| c == name).ok_or_else(|| {
+            Failure::Input(format!(
+                "--column {name:?}: not in {} (columns: {})",
+                a.input.display(),
+                t.columns.join(", ")
+            ))
+        })?,
+        (None, 1) => 0,
+        (None, _) => {
+            return Err(Failure::Input(format!(
+                "{} has {} columns ({}): name one with --column",
+                a.input.display(),
+                t.columns.len(),
+                t.columns.join(", ")
+            )));
+        }
+    };
+    let values: Vec<f64> = t.rows.iter().map(|r| r[col]).collect();
+    let r = warden_forecast::analyze(&t.ts_ms, &values, a.horizon, a.limit)
+        .map_err(|e| Failure::Input(format!("{}: {e}", a.input.display())))?;
+    let iso = |ms: i64| warden_model::Timestamp(ms).rfc3339();
+    if let Some(path) = &a.output {
+        let mut w = csv::Writer::from_path(path)
+            .map_err(|e| Failure::Input(format!("--output {}: {e}", path.display())))?;
+        let io = |e: csv::Error| Failure::Input(format!("--output {}: {e}", path.display()));
+        w.write_record([
+            "timestamp",
+            "point",
+            "lower80",
+            "upper80",
+            "lower95",
+            "upper95",
+        ])
+        .map_err(io)?;
+        let f = &r.forecast;
+        for i in 0..f.point.len() {
+            w.write_record([
+                iso(r.at(i)),
+                f.point[i].to_string(),
+                f.lower80[i].to_string(),
+                f.upper80[i].to_string(),
+                f.lower95[i].to_string(),
+                f.upper95[i].to_string(),
+            ])
+            .map_err(io)?;
+        }
+        w.flush()?;
+    }
+    let f = &r.forecast;
+    let last = f.point.len() - 1;
+    let cross = |step: Option<usize>| step.map(|s| iso(r.at(s - 1)));
+    if a.json {
+        out!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "column": t.columns[col],
+                "step_s": r.step_ms / 1000,
+                "trend": r.trend,
+                "slope_per_day": r.slope_per_day,
+                "method": f.method,
+                "periods_steps": f.periods,
+                "end": {
+                    "timestamp": iso(r.at(last)),
+                    "point": f.point[last],
+                    "lower80": f.lower80[last], "upper80": f.upper80[last],
+                    "lower95": f.lower95[last], "upper95": f.upper95[last],
+                },
+                "max_point": f.point.iter().copied().fold(f64::MIN, f64::max),
+                "max_upper95": f.upper95.iter().copied().fold(f64::MIN, f64::max),
+                "exhaustion": r.exhaustion.map(|e| serde_json::json!({
+                    "limit": e.limit,
+                    "at": cross(e.point_step),
+                    "earliest": cross(e.upper95_step),
+                    "probability": e.probability,
+                })),
+            }))?
+        );
+        return Ok(());
+    }
+    out!(
+        "{}: {} points, forecast every {} for {} steps ({:?}{})",
+        t.columns[col],
+        values.len(),
+        warden_model::time::format_duration_ms(r.step_ms),
+        f.point.len(),
+        f.method,
+        if f.periods.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", seasonal periods {}",
+                f.periods
+                    .iter()
+                    .map(|p| warden_model::time::format_duration_ms(*p as i64 * r.step_ms))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        }
+    );
+    match r.slope_per_day {
+        Some(s) => out!(
+            "trend: {} (seed rule); {:+.4}/day [{:+.4}, {:+.4}] (Theil-Sen, 95%)",
+            r.trend.as_str(),
+            s.slope,
+            s.lower,
+            s.upper
+        ),
+        None => out!("trend: {} (seed rule)", r.trend.as_str()),
+    }
+    out!(
+        "at {}: {:.4} (80% {:.4} .. {:.4}; 95% {:.4} .. {:.4})",
+        iso(r.at(last)),
+        f.point[last],
+        f.lower80[last],
+        f.upper80[last],
+        f.lower95[last],
+        f.upper95[last]
+    );
+    if let Some(e) = r.exhaustion {
+        match (cross(e.point_step), cross(e.upper95_step)) {
+            (Some(at), Some(early)) => out!(
+                "limit {}: reached {at} (earliest {early}); probability within the horizon {:.0}%",
+                e.limit,
+                100.0 * e.probability
+            ),
+            (None, Some(early)) => out!(
+                "limit {}: not reached by the forecast; the 95% bound reaches it {early}; probability {:.0}%",
+                e.limit,
+                100.0 * e.probability
+            ),
+            _ => out!(
+                "limit {}: not reached within the horizon (probability {:.1}%)",
+                e.limit,
+                100.0 * e.probability
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
     if !case.join("data.csv").is_file() || !case.join("inject_time.txt").is_file() {
         return Err(Failure::Input(format!(
@@ -1034,6 +1220,21 @@ fn main() -> ExitCode {
         Command::Reject(a) => decide(a, false),
         Command::Config { command } => config(command),
         Command::Rca { case, json } => rca(case, json),
+        Command::Forecast {
+            input,
+            horizon,
+            column,
+            limit,
+            output,
+            json,
+        } => forecast(ForecastArgs {
+            input,
+            horizon,
+            column,
+            limit,
+            output,
+            json,
+        }),
         Command::Detect {
             input,
             method,

@@ -576,3 +576,59 @@ fn detect_flags_the_incident_row_and_names_bad_cells() {
     assert_eq!(code, 2);
     assert!(err.contains("0.7"), "{err}");
 }
+
+#[test]
+fn forecast_finds_when_a_leak_reaches_its_limit_and_names_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("memory.csv");
+    // 14 days of 5-minute samples: 40% rising 1 point a day, a daily ripple.
+    let mut csv = String::from("timestamp,memory_usage\n");
+    for i in 0..14 * 288 {
+        let ripple = 0.01 * (std::f64::consts::TAU * f64::from(i % 288) / 288.0).sin();
+        let v = 0.40 + 0.01 * f64::from(i) / 288.0 + ripple;
+        csv.push_str(&format!("{},{v:.5}\n", 1_767_225_600 + 300 * i64::from(i)));
+    }
+    std::fs::write(&input, &csv).expect("write");
+    let out_csv = dir.path().join("forecast.csv");
+    let (code, out, err) = run(&[
+        "forecast",
+        "--input",
+        &input.display().to_string(),
+        "--horizon",
+        "30d",
+        "--limit",
+        "0.7",
+        "--output",
+        &out_csv.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    // 0.54 at the end of the history, +0.01/day: 0.7 about 16 days later.
+    let slope = v["slope_per_day"]["slope"].as_f64().expect("slope");
+    assert!((slope - 0.01).abs() < 0.001, "{v}");
+    let at = v["exhaustion"]["at"].as_str().expect("crossing date");
+    let earliest = v["exhaustion"]["earliest"].as_str().expect("earliest");
+    assert!(earliest <= at, "{v}");
+    assert!(at > "2026-01-25" && at < "2026-02-05", "{at}");
+    let rows = std::fs::read_to_string(&out_csv).expect("forecast file");
+    assert!(rows.starts_with("timestamp,point,lower80,upper80,lower95,upper95\n"));
+    assert!(rows.lines().count() > 100);
+    for (args, needle) in [
+        (vec!["--horizon", "soon"], "soon"),
+        (vec!["--horizon", "30d", "--column", "cpu"], "\"cpu\""),
+        (vec!["--horizon", "800d"], "365 days"),
+    ] {
+        let mut all = vec!["forecast", "--input"];
+        let path = input.display().to_string();
+        all.push(&path);
+        all.extend(args.iter().copied());
+        let (code, _, err) = run(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    std::fs::write(&input, "timestamp,m\n1767225600,0.5\n1767225900,0.6\n").expect("write");
+    let (code, _, err) = run(&["forecast", "--input", &input.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("2 points"), "{err}");
+}
