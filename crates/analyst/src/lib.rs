@@ -11,6 +11,7 @@
 //! closed `Action` enum and go through the gates like any other proposal.
 
 pub mod builtin;
+pub mod capacity;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -39,6 +39,8 @@ pub struct Live {
     pub ready: bool,
     /// Health per source (`simulator`, `registration`, …).
     pub sources: BTreeMap<String, bool>,
+    /// The latest capacity plan per service.
+    pub capacity: BTreeMap<ServiceName, warden_model::CapacityPlan>,
 }
 
 impl Live {

@@ -43,6 +43,8 @@ pub fn router(state: ApiState) -> Router {
             &format!("{}/anomalies", c.monitoring.endpoint),
             get(anomalies),
         )
+        .route("/api/capacity", get(capacity))
+        .route("/api/capacity/{name}", get(capacity_of))
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}", get(incident))
         .route("/api/incidents/{id}/approve", post(approve))
@@ -221,6 +223,24 @@ async fn risks(State(s): State<ApiState>) -> Response {
 async fn anomalies(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     Json(json!({ "anomalies": live.anomalies })).into_response()
+}
+
+async fn capacity(State(s): State<ApiState>) -> Response {
+    let live = read_live(&s.live);
+    let plans: Vec<_> = live.capacity.values().collect();
+    Json(json!({ "plans": plans })).into_response()
+}
+
+async fn capacity_of(State(s): State<ApiState>, Path(name): Path<String>) -> Response {
+    let live = read_live(&s.live);
+    match live.capacity.iter().find(|(k, _)| k.as_str() == name) {
+        Some((_, plan)) => Json(json!(plan)).into_response(),
+        None => error_json(
+            StatusCode::NOT_FOUND,
+            &format!("no capacity plan for service {name:?} (unknown, or not enough history yet)"),
+        )
+        .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -36,6 +36,8 @@ pub struct Config {
     pub services: ServicesConfig,
     /// How anomalies are grouped into incidents.
     pub correlation: CorrelationConfig,
+    /// Predictive maintenance: forecasts, exhaustion, capacity plans.
+    pub capacity: CapacityConfig,
     /// Who writes root-cause reports and recovery plans.
     pub analyst: AnalystConfig,
     /// External systems (seed: integrations).
@@ -60,6 +62,7 @@ impl Default for Config {
             version: "1.0.0".into(),
             services: ServicesConfig::default(),
             correlation: CorrelationConfig::default(),
+            capacity: CapacityConfig::default(),
             analyst: AnalystConfig::default(),
             integrations: IntegrationsConfig::default(),
             deployment: DeploymentConfig::default(),
@@ -277,6 +280,46 @@ impl Default for CorrelationConfig {
             group_wait: Duration::from_secs(30),
             group_interval: Duration::from_secs(300),
             resolve_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Predictive maintenance (the seed's capacity planning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityConfig {
+    /// Whether the loop forecasts and plans capacity.
+    pub enabled: bool,
+    /// How often every service is re-forecast.
+    pub interval: Duration,
+    /// How far ahead (the seed: 30 days).
+    pub horizon: Duration,
+    /// History kept per series (as 5-minute means).
+    pub history: Duration,
+    /// CPU use (fraction of the allocation) at which a service is exhausted.
+    pub cpu_limit: f64,
+    /// Memory use (fraction of the limit) at which a service is exhausted.
+    pub memory_limit: f64,
+    /// Headroom over the observed p95 / p99 when sizing requests / limits.
+    pub headroom: f64,
+    /// Target CPU utilisation per replica for autoscaling proposals.
+    pub target_utilization: f64,
+    /// The most replicas a proposal may ask for.
+    pub max_replicas: u32,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            horizon: Duration::from_secs(30 * 86_400),
+            history: Duration::from_secs(30 * 86_400),
+            cpu_limit: 0.9,
+            memory_limit: 0.9,
+            headroom: 0.2,
+            target_utilization: 0.6,
+            max_replicas: 20,
         }
     }
 }
@@ -533,6 +576,51 @@ impl Config {
                 expected: expected.into(),
             })
         };
+        let c = &self.capacity;
+        for (key, v) in [
+            ("capacity.cpu_limit", c.cpu_limit),
+            ("capacity.memory_limit", c.memory_limit),
+            ("capacity.target_utilization", c.target_utilization),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(key, v.to_string(), "expected a fraction in (0, 1]");
+            }
+        }
+        if !(0.0..=10.0).contains(&c.headroom) {
+            return bad(
+                "capacity.headroom",
+                c.headroom.to_string(),
+                "expected a fraction in [0, 10]",
+            );
+        }
+        if c.max_replicas == 0 || c.max_replicas > 10_000 {
+            return bad(
+                "capacity.max_replicas",
+                c.max_replicas.to_string(),
+                "expected 1..=10000",
+            );
+        }
+        if c.interval.millis() < 60_000 {
+            return bad(
+                "capacity.interval",
+                c.interval.to_string(),
+                "expected at least 1m",
+            );
+        }
+        if !(3_600_000..=365 * 86_400_000).contains(&c.horizon.millis()) {
+            return bad(
+                "capacity.horizon",
+                c.horizon.to_string(),
+                "expected 1h to 365d",
+            );
+        }
+        if c.history.millis() < 3_600_000 {
+            return bad(
+                "capacity.history",
+                c.history.to_string(),
+                "expected at least 1h",
+            );
+        }
         let m = &self.services.monitoring;
         if !(m.contamination > 0.0 && m.contamination <= 0.5) {
             return bad(

@@ -11,10 +11,12 @@
 
 pub mod capacity;
 pub mod model;
+pub mod plan;
 pub mod series;
 pub mod trend;
 
 pub use capacity::{Autoscaling, Exhaustion, Rightsizing, autoscale, exhaustion, rightsize};
 pub use model::{Forecast, ForecastError, Method, forecast, is_seasonal, seasonal_naive};
+pub use plan::{PlanParams, build_plan};
 pub use series::{SeriesError, SeriesForecast, analyze};
 pub use trend::{RobustSlope, TrendLabel, seed_label, theil_sen};

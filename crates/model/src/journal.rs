@@ -100,6 +100,8 @@ pub enum JournalEvent {
     IncidentResolved { reason: String },
     /// A human is needed.
     IncidentEscalated { reason: String },
+    /// A service's capacity plan (journaled when its warnings change).
+    CapacityPlanned { plan: crate::CapacityPlan },
 }
 
 impl JournalEvent {
@@ -127,6 +129,7 @@ impl JournalEvent {
             JournalEvent::ActionUndone { .. } => "action_undone",
             JournalEvent::IncidentResolved { .. } => "incident_resolved",
             JournalEvent::IncidentEscalated { .. } => "incident_escalated",
+            JournalEvent::CapacityPlanned { .. } => "capacity_planned",
         }
     }
 
@@ -262,6 +265,19 @@ impl JournalEvent {
             }
             JournalEvent::IncidentResolved { reason } => format!("incident resolved: {reason}"),
             JournalEvent::IncidentEscalated { reason } => format!("incident escalated: {reason}"),
+            JournalEvent::CapacityPlanned { plan } => {
+                let warn = if plan.warning_signals.is_empty() {
+                    "no warning".to_string()
+                } else {
+                    plan.warning_signals.join("; ")
+                };
+                format!(
+                    "capacity plan for {} (next {}): {warn}; {}",
+                    plan.service,
+                    crate::time::format_duration_ms((plan.horizon_days * 86_400_000.0) as i64),
+                    plan.scale_timing
+                )
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! beyond plain values.
 
 pub mod action;
+pub mod capacity;
 pub mod change;
 pub mod graph;
 pub mod hash;
@@ -20,6 +21,7 @@ pub mod span;
 pub mod time;
 
 pub use action::{Action, ActionKind, Decision, PlanStep, Receipt};
+pub use capacity::{CapacityPlan, DailyPredictions, ReplicaPlan, ResourceOutlook};
 pub use change::{Change, ChangeKind};
 pub use graph::{EdgeStats, Graph};
 pub use incident::{Anomaly, Candidate, Incident, IncidentId, IncidentStatus};

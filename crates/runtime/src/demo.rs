@@ -215,6 +215,16 @@ pub async fn run_demo(
 ) -> Result<Option<DemoSummary>, DemoError> {
     let mut config = opts.config.clone();
     config.services.recovery.mode = opts.mode;
+    // The demo compresses time: capacity is re-forecast every 5 simulated
+    // minutes on a day of history kept at the scrape interval, unless the
+    // configuration says otherwise.
+    let defaults = warden_config::CapacityConfig::default();
+    if config.capacity.interval == defaults.interval {
+        config.capacity.interval = warden_config::Duration::from_secs(300);
+    }
+    if config.capacity.history == defaults.history {
+        config.capacity.history = warden_config::Duration::from_secs(86_400);
+    }
     if config.services.recovery.allow.is_empty() {
         config.services.recovery.allow = vec![AllowRule {
             service: "*".into(),

@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use warden_analyst::{Analyst, Answer, IncidentContext, MetricState, Request, ServiceState};
 use warden_api::{SharedLive, read_live, write_live};
+
+use crate::capacity::{CapacityState, signature as capacity_signature};
 use warden_config::{Config, DetectionAlgorithm};
 use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
 use warden_detect::{
     Direction, Ensemble, EnsembleParams, EnsembleScore, IsolationForest, IsolationForestParams,
     RobustDetector, RobustParams,
 };
+use warden_forecast::{PlanParams, build_plan};
 use warden_model::{
     Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
     JournalEvent, Metric, Sample, Service, ServiceName, Span, Timestamp,
@@ -65,6 +68,7 @@ pub struct Engine {
     verifications: Vec<Verification>,
     pending: Vec<JournalEntry>,
     dirty: BTreeSet<IncidentId>,
+    capacity: CapacityState,
     now: Timestamp,
 }
 
@@ -146,6 +150,7 @@ impl Engine {
             verifications: Vec::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
+            capacity: CapacityState::default(),
             now: Timestamp(0),
         };
         engine.restore()?;
@@ -305,6 +310,11 @@ impl Engine {
             (Some(m), true) => (Some(-m.score_sample(&row)), Some(m.is_outlier(&row))),
             _ => (None, None),
         };
+        let scrape_ms = self.cfg.services.monitoring.interval.millis();
+        for s in group {
+            self.capacity
+                .observe(&self.cfg.capacity, scrape_ms, svc, s.metric, ts, s.value);
+        }
         for s in group {
             let key = (svc.clone(), s.metric);
             let cfg = &self.cfg;
@@ -471,7 +481,129 @@ impl Engine {
             }
         }
         self.verify(now).await;
+        if self.capacity.due(&self.cfg.capacity, now) {
+            self.plan_capacity(now).await;
+        }
         self.flush()
+    }
+
+    /// Re-forecasts every service with enough history: plans into the live
+    /// view, journaled when a service's warnings or proposals change, the
+    /// proposals gated like any action.
+    async fn plan_capacity(&mut self, now: Timestamp) {
+        let c = self.cfg.capacity.clone();
+        let params = PlanParams {
+            horizon_ms: c.horizon.millis(),
+            cpu_limit: c.cpu_limit,
+            memory_limit: c.memory_limit,
+            headroom: c.headroom,
+            target_utilization: c.target_utilization,
+            max_replicas: c.max_replicas,
+        };
+        let services: Vec<ServiceName> = read_live(&self.live).services.keys().cloned().collect();
+        let mut planned = false;
+        for svc in services {
+            let get = |m: Metric| {
+                self.capacity
+                    .series
+                    .get(&(svc.clone(), m))
+                    .map(|b| b.series())
+                    .unwrap_or_default()
+            };
+            let (ct, cv) = get(Metric::CpuUsage);
+            let (mt, mv) = get(Metric::MemoryUsage);
+            let replicas = self.current_replicas(&svc);
+            let Some(mut plan) = build_plan(&svc, now, (&ct, &cv), (&mt, &mv), replicas, &params)
+            else {
+                continue;
+            };
+            planned = true;
+            warden_analyst::capacity::advise(&mut plan, now);
+            let sig = capacity_signature(&plan);
+            if self.capacity.journaled.get(&svc) != Some(&sig) {
+                self.journal(
+                    now,
+                    None,
+                    JournalEvent::CapacityPlanned { plan: plan.clone() },
+                );
+                for a in plan.proposals.clone() {
+                    self.gate_proposal(a, now).await;
+                }
+                self.capacity.journaled.insert(svc.clone(), sig);
+            }
+            self.capacity.plans.insert(svc, plan);
+        }
+        if planned {
+            self.capacity.last_run = Some(now);
+            write_live(&self.live).capacity = self.capacity.plans.clone();
+        }
+    }
+
+    /// A capacity proposal through the gates (no incident). It runs only
+    /// when every gate allows it in auto mode; in approve mode it is
+    /// recorded for an operator to act on by hand (not queued).
+    async fn gate_proposal(&mut self, action: Action, now: Timestamp) {
+        let known = self.known_services();
+        let replicas = action.target().and_then(|t| self.current_replicas(t));
+        let verdict = self.gates.evaluate(
+            &action,
+            &GateContext {
+                now,
+                incident: None,
+                history: &self.history,
+                current_replicas: replicas,
+                known_services: &known,
+                approved: false,
+            },
+        );
+        for (gate, decision) in &verdict.decisions {
+            self.journal(
+                now,
+                None,
+                JournalEvent::GateDecision {
+                    action: action.clone(),
+                    gate: gate.to_string(),
+                    decision: decision.clone(),
+                },
+            );
+        }
+        match verdict.outcome {
+            Outcome::Execute => match self.executor.clone().execute(&action, now).await {
+                Ok(receipt) => {
+                    self.history.push(ActionRecord {
+                        ts: now,
+                        incident: None,
+                        action,
+                    });
+                    self.journal(now, None, JournalEvent::ActionExecuted { receipt });
+                }
+                Err(e) => self.journal(
+                    now,
+                    None,
+                    JournalEvent::ActionFailed {
+                        action,
+                        error: e.to_string(),
+                    },
+                ),
+            },
+            Outcome::Record { mode } => self.journal(
+                now,
+                None,
+                JournalEvent::ActionDryRun {
+                    action,
+                    mode: mode.as_str().into(),
+                },
+            ),
+            Outcome::NeedsApproval => self.journal(
+                now,
+                None,
+                JournalEvent::ActionDryRun {
+                    action,
+                    mode: "approve (capacity proposals are not queued: apply by hand)".into(),
+                },
+            ),
+            Outcome::Denied { .. } => {}
+        }
     }
 
     fn correlate(&mut self, now: Timestamp) {

@@ -13,6 +13,7 @@
 //! are verified and undone when the service does not recover. Every step is
 //! a journal record.
 
+mod capacity;
 mod demo;
 mod engine;
 mod serve;
