@@ -112,6 +112,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Time one capacity pass: forecast and plan cpu and memory of many services with 5-minute history.
+    Capacity {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Days of 5-minute history per series.
+        #[arg(long, default_value_t = 30)]
+        days: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Forecast the 414 M4 hourly series (horizon 48); print sMAPE, MASE, OWA vs Naive2 and interval coverage.
     M4 {
         /// The directory with Hourly-train.csv and Hourly-test.csv.
@@ -979,6 +989,36 @@ fn progress_bar(unit: &str) -> indicatif::ProgressBar {
 
 fn bench(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::Capacity {
+            services,
+            days,
+            json,
+        } => {
+            if services == 0 || !(1..=365).contains(&days) {
+                return Err(Failure::Input(format!(
+                    "--services {services} --days {days}: need at least 1 service and 1..=365 days"
+                )));
+            }
+            let bar = progress_bar("services");
+            bar.set_length(services as u64);
+            let r =
+                warden_bench::capacity_bench::run(services, days, &|d| bar.set_position(d as u64));
+            bar.finish_and_clear();
+            if json {
+                out!("{}", serde_json::to_string(&r)?);
+                return Ok(());
+            }
+            out!(
+                "{} services × 2 resources, {} points each: {:.1} s on {} cores ({} plans, {} with a predicted exhaustion)",
+                r.services,
+                r.points_per_series,
+                r.seconds,
+                r.cores,
+                r.plans,
+                r.exhaustions
+            );
+            Ok(())
+        }
         BenchCommand::M4 { data, out, json } => {
             let series =
                 warden_bench::m4::read_m4(&data).map_err(|e| Failure::Input(e.to_string()))?;

@@ -107,6 +107,7 @@ async fn no_or_wrong_token_is_401_everywhere_else() {
         "/api/journal",
         "/api/monitoring/anomalies",
         "/api/recovery/actions",
+        "/api/capacity",
     ] {
         assert_eq!(
             call(&s, "GET", uri, None, None).await.0,
@@ -403,4 +404,37 @@ async fn query_parameters_are_validated() {
         let (code, v) = call(&s, "GET", uri, Some(VIEWER), None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {v}");
     }
+}
+
+#[tokio::test]
+async fn capacity_plans_are_served_per_service() {
+    let (s, _) = state();
+    let (code, v) = call(&s, "GET", "/api/capacity", Some(VIEWER), None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["plans"], json!([]));
+    let name = warden_model::ServiceName::parse("user-service").expect("name");
+    let plan = warden_model::CapacityPlan {
+        service: name.clone(),
+        generated_at: Timestamp::from_secs(1_700_000_000),
+        horizon_days: 30.0,
+        resources: vec![],
+        replicas: None,
+        predictions: Default::default(),
+        warning_signals: vec!["memory reaches 90% of its limit".into()],
+        scale_timing: "act on memory before tomorrow".into(),
+        optimizations: vec![],
+        analyst: "builtin".into(),
+        proposals: vec![],
+    };
+    s.live.write().expect("lock").capacity.insert(name, plan);
+    let (code, v) = call(&s, "GET", "/api/capacity", Some(VIEWER), None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["plans"][0]["service"], "user-service");
+    let (code, v) = call(&s, "GET", "/api/capacity/user-service", Some(VIEWER), None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["scale_timing"], "act on memory before tomorrow");
+    assert_eq!(v["warning_signals"][0], "memory reaches 90% of its limit");
+    let (code, v) = call(&s, "GET", "/api/capacity/ghost", Some(VIEWER), None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v.to_string().contains("ghost"), "{v}");
 }

@@ -3,6 +3,7 @@
 //! `shared/data/rca/FORMAT.md`, which is RCAEval's metric layout), runs the
 //! same ranker as the live loop, and scores rankings.
 
+pub mod capacity_bench;
 pub mod detect_bench;
 pub mod m4;
 pub mod metrics_table;

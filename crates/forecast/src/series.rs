@@ -12,8 +12,9 @@ use crate::trend::{RobustSlope, TrendLabel, seed_label, theil_sen};
 const DAY_MS: i64 = 86_400_000;
 
 /// At most this many grid points are fitted; finer histories are averaged
-/// into coarser steps (30 days of 5-minute samples become 720 hourly ones).
-pub const MAX_FIT_POINTS: usize = 2000;
+/// into coarser steps that keep a day whole (30 days of 5-minute samples
+/// become 960 steps of 45 minutes).
+pub const MAX_FIT_POINTS: usize = 1000;
 
 /// What went wrong with a series; names the value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -173,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thirty_days_of_five_minute_samples_become_an_hourly_forecast() {
+    fn thirty_days_of_five_minute_samples_become_a_coarser_forecast() {
         let step = 300_000i64;
         let n = 30 * 288;
         let ts: Vec<i64> = (0..n as i64)
@@ -187,15 +188,15 @@ mod tests {
             })
             .collect();
         let a = analyze(&ts, &ys, 30 * DAY_MS, Some(0.9)).expect("analysis");
-        assert_eq!(a.step_ms, 6 * step, "8640 points → steps of 30 minutes");
+        assert_eq!(a.step_ms, 9 * step, "8640 points → steps of 45 minutes");
         assert_eq!(
             a.trend,
             TrendLabel::Stable,
-            "0.36 over 1440 steps is below 0.01 per step"
+            "0.36 over 960 steps is below 0.01 per step"
         );
         assert!(
-            a.forecast.periods.contains(&48),
-            "the daily ripple, in 30-minute steps"
+            a.forecast.periods.contains(&32),
+            "the daily ripple, in 45-minute steps"
         );
         let s = a.slope_per_day.expect("slope");
         assert!((s.slope - 0.012).abs() < 0.001, "{s:?}");

@@ -66,7 +66,7 @@ pub struct RobustSlope {
 /// Theil–Sen slope (median of pairwise slopes) with Sen's 95% interval.
 /// Above `max_pairs` pairs, every k-th pair is used (deterministic).
 pub fn theil_sen(y: &[f64]) -> Option<RobustSlope> {
-    const MAX_PAIRS: usize = 250_000;
+    const MAX_PAIRS: usize = 20_000;
     let n = y.len();
     if n < 3 {
         return None;

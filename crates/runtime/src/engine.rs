@@ -14,6 +14,7 @@ use warden_detect::{
     RobustDetector, RobustParams,
 };
 use warden_forecast::{PlanParams, build_plan};
+use warden_model::CapacityPlan;
 use warden_model::{
     Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
     JournalEvent, Metric, Sample, Service, ServiceName, Span, Timestamp,
@@ -501,24 +502,60 @@ impl Engine {
             max_replicas: c.max_replicas,
         };
         let services: Vec<ServiceName> = read_live(&self.live).services.keys().cloned().collect();
-        let mut planned = false;
-        for svc in services {
-            let get = |m: Metric| {
-                self.capacity
-                    .series
-                    .get(&(svc.clone(), m))
-                    .map(|b| b.series())
-                    .unwrap_or_default()
-            };
-            let (ct, cv) = get(Metric::CpuUsage);
-            let (mt, mv) = get(Metric::MemoryUsage);
-            let replicas = self.current_replicas(&svc);
-            let Some(mut plan) = build_plan(&svc, now, (&ct, &cv), (&mt, &mv), replicas, &params)
-            else {
-                continue;
-            };
-            planned = true;
-            warden_analyst::capacity::advise(&mut plan, now);
+        type Input = (
+            ServiceName,
+            Option<u32>,
+            (Vec<i64>, Vec<f64>),
+            (Vec<i64>, Vec<f64>),
+        );
+        let inputs: Vec<Input> = services
+            .into_iter()
+            .map(|svc| {
+                let get = |m: Metric| {
+                    self.capacity
+                        .series
+                        .get(&(svc.clone(), m))
+                        .map(|b| b.series())
+                        .unwrap_or_default()
+                };
+                let (cpu, mem) = (get(Metric::CpuUsage), get(Metric::MemoryUsage));
+                (svc.clone(), self.current_replicas(&svc), cpu, mem)
+            })
+            .collect();
+        // Forecasting is the heavy part: spread it over the cores.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let chunk = inputs.len().div_ceil(cores).max(1);
+        let plans: Vec<CapacityPlan> = std::thread::scope(|s| {
+            let handles: Vec<_> = inputs
+                .chunks(chunk)
+                .map(|part| {
+                    let params = &params;
+                    s.spawn(move || {
+                        part.iter()
+                            .filter_map(|(svc, replicas, cpu, mem)| {
+                                let mut plan = build_plan(
+                                    svc,
+                                    now,
+                                    (&cpu.0, &cpu.1),
+                                    (&mem.0, &mem.1),
+                                    *replicas,
+                                    params,
+                                )?;
+                                warden_analyst::capacity::advise(&mut plan, now);
+                                Some(plan)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let planned = !plans.is_empty();
+        for plan in plans {
+            let svc = plan.service.clone();
             let sig = capacity_signature(&plan);
             if self.capacity.journaled.get(&svc) != Some(&sig) {
                 self.journal(
