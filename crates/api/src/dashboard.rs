@@ -85,7 +85,49 @@ pub async fn index(State(s): State<ApiState>) -> Response {
         )),
     }
     body.push_str("</table>");
+    body.push_str(&capacity_table(&s));
     page("overview", &s.config.platform_name, &body).into_response()
+}
+
+/// The capacity plans: soonest predicted exhaustion first.
+fn capacity_table(s: &ApiState) -> String {
+    let live = read_live(&s.live);
+    let mut plans: Vec<_> = live.capacity.values().collect();
+    plans.sort_by_key(|p| {
+        (
+            p.soonest()
+                .and_then(|r| r.earliest_at.or(r.exhaustion_at))
+                .map_or(i64::MAX, |t| t.millis()),
+            p.service.clone(),
+        )
+    });
+    let mut out = String::from(
+        "<h2>Capacity</h2><table><tr><th>service</th><th>cpu now → end</th><th>memory now → end</th>\
+         <th>warning signals</th><th>scale timing</th><th>proposals</th></tr>",
+    );
+    for p in plans {
+        let res = |m: warden_model::Metric| {
+            p.resources
+                .iter()
+                .find(|r| r.metric == m)
+                .map(|r| format!("{:.0}% → {:.0}%", 100.0 * r.current, 100.0 * r.end))
+                .unwrap_or_default()
+        };
+        let warn = !p.warning_signals.is_empty();
+        let proposals: Vec<String> = p.proposals.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(p.service.as_str()),
+            esc(&res(warden_model::Metric::CpuUsage)),
+            esc(&res(warden_model::Metric::MemoryUsage)),
+            if warn { " class=anomalous" } else { "" },
+            esc(&p.warning_signals.join("; ")),
+            esc(&p.scale_timing),
+            esc(&proposals.join("; ")),
+        ));
+    }
+    out.push_str("</table>");
+    out
 }
 
 pub async fn incident_page(State(s): State<ApiState>, Path(id): Path<String>) -> Response {

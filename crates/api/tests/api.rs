@@ -420,7 +420,7 @@ async fn capacity_plans_are_served_per_service() {
         resources: vec![],
         replicas: None,
         predictions: Default::default(),
-        warning_signals: vec!["memory reaches 90% of its limit".into()],
+        warning_signals: vec!["memory reaches 90% of its limit <b>soon</b>".into()],
         scale_timing: "act on memory before tomorrow".into(),
         optimizations: vec![],
         analyst: "builtin".into(),
@@ -433,7 +433,24 @@ async fn capacity_plans_are_served_per_service() {
     let (code, v) = call(&s, "GET", "/api/capacity/user-service", Some(VIEWER), None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(v["scale_timing"], "act on memory before tomorrow");
-    assert_eq!(v["warning_signals"][0], "memory reaches 90% of its limit");
+    assert_eq!(
+        v["warning_signals"][0],
+        "memory reaches 90% of its limit <b>soon</b>"
+    );
+    // The dashboard lists it, escaped.
+    let req = Request::get("/")
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .expect("req");
+    let resp = router(s.clone()).oneshot(req).await.expect("resp");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.into_body().collect().await.expect("body").to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    assert!(html.contains("<h2>Capacity</h2>"), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;soon&lt;/b&gt;") && !html.contains("<b>soon"),
+        "{html}"
+    );
     let (code, v) = call(&s, "GET", "/api/capacity/ghost", Some(VIEWER), None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(v.to_string().contains("ghost"), "{v}");
