@@ -781,8 +781,21 @@ fn forecast(a: ForecastArgs) -> Result<(), Failure> {
         }
     };
     let values: Vec<f64> = t.rows.iter().map(|r| r[col]).collect();
-    let r = warden_forecast::analyze(&t.ts_ms, &values, a.horizon, a.limit)
-        .map_err(|e| Failure::Input(format!("{}: {e}", a.input.display())))?;
+    let r = warden_forecast::analyze(&t.ts_ms, &values, a.horizon, a.limit).map_err(|e| {
+        // Name the CSV line where the series has one.
+        let line = match &e {
+            warden_forecast::SeriesError::Order { index, .. } => t.lines.get(*index),
+            warden_forecast::SeriesError::Forecast(warden_forecast::ForecastError::NotFinite {
+                index,
+                ..
+            }) => t.lines.get(*index),
+            _ => None,
+        };
+        match line {
+            Some(l) => Failure::Input(format!("{} line {l}: {e}", a.input.display())),
+            None => Failure::Input(format!("{}: {e}", a.input.display())),
+        }
+    })?;
     let iso = |ms: i64| warden_model::Timestamp(ms).rfc3339();
     if let Some(path) = &a.output {
         let mut w = csv::Writer::from_path(path)

@@ -631,4 +631,12 @@ fn forecast_finds_when_a_leak_reaches_its_limit_and_names_bad_input() {
     let (code, _, err) = run(&["forecast", "--input", &input.display().to_string()]);
     assert_eq!(code, 2);
     assert!(err.contains("2 points"), "{err}");
+    let mut dup = String::from("timestamp,m\n");
+    for i in [0, 300, 300, 600, 900, 1200, 1500, 1800, 2100, 2400] {
+        dup.push_str(&format!("{},0.5\n", 1_767_225_600 + i));
+    }
+    std::fs::write(&input, dup).expect("write");
+    let (code, _, err) = run(&["forecast", "--input", &input.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 4") && err.contains("not after"), "{err}");
 }
