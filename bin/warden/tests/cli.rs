@@ -640,3 +640,73 @@ fn forecast_finds_when_a_leak_reaches_its_limit_and_names_bad_input() {
     assert_eq!(code, 2);
     assert!(err.contains("line 4") && err.contains("not after"), "{err}");
 }
+
+/// Samples sent the way Prometheus remote-writes them (snappy, protobuf,
+/// bearer token) reach the running loop: the service they name joins the
+/// catalog and the samples are counted at /metrics.
+#[test]
+fn remote_write_feeds_the_running_loop() {
+    use prost::Message;
+    use warden_api::ingest::{Label, PromSample, TimeSeries, WriteRequest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("warden.yaml");
+    std::fs::write(&config, "services:\n  monitoring:\n    interval: 1s\n").expect("config");
+    let (_server, addr) = start_serve(&config, &dir.path().join("data"));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let series = |metric: &str, v: f64| TimeSeries {
+        labels: vec![
+            Label {
+                name: "__name__".into(),
+                value: metric.into(),
+            },
+            Label {
+                name: "service".into(),
+                value: "checkout-service".into(),
+            },
+        ],
+        samples: (0..5)
+            .map(|i| PromSample {
+                value: v,
+                timestamp: now_ms - 5_000 + i * 1000,
+            })
+            .collect(),
+    };
+    let req = WriteRequest {
+        timeseries: vec![series("cpu_usage", 0.4), series("error_rate", 0.01)],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = format!(
+        "POST /api/v1/write HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer test-admin-token\r\nContent-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(&body).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    // The loop drains the inbox every second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = http(&addr, "GET", "/api/services", "test-admin-token", None);
+        assert_eq!(code, 200);
+        if body.contains("checkout-service") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service never appeared: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, text) = http(&addr, "GET", "/metrics", "test-admin-token", None);
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("warden_ingested_samples_total{source=\"remote_write\"} 10"),
+        "{text}"
+    );
+}

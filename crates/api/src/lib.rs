@@ -16,6 +16,7 @@
 
 mod auth;
 mod dashboard;
+pub mod ingest;
 mod routes;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,11 @@ pub struct Live {
     pub sources: BTreeMap<String, bool>,
     /// The latest capacity plan per service.
     pub capacity: BTreeMap<ServiceName, warden_model::CapacityPlan>,
+    /// Samples received over HTTP (remote write), waiting for the loop.
+    pub inbox: Vec<warden_model::Sample>,
+    /// Samples accepted per source, and dropped per reason (for /metrics).
+    pub ingested: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<String, u64>,
 }
 
 impl Live {

@@ -43,6 +43,13 @@ pub fn router(state: ApiState) -> Router {
             &format!("{}/anomalies", c.monitoring.endpoint),
             get(anomalies),
         )
+        .route(
+            "/api/v1/write",
+            post(crate::ingest::remote_write).layer(DefaultBodyLimit::max(
+                state.config.integrations.remote_write.max_body_bytes,
+            )),
+        )
+        .route("/metrics", get(crate::ingest::metrics))
         .route("/api/capacity", get(capacity))
         .route("/api/capacity/{name}", get(capacity_of))
         .route("/api/incidents", get(incidents))

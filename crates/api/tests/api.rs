@@ -455,3 +455,167 @@ async fn capacity_plans_are_served_per_service() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(v.to_string().contains("ghost"), "{v}");
 }
+
+/// One series for a remote-write body: labels, then (value, timestamp ms).
+type Series<'a> = (&'a [(&'a str, &'a str)], &'a [(f64, i64)]);
+
+fn write_body(series: &[Series<'_>]) -> Vec<u8> {
+    use prost::Message;
+    use warden_api::ingest::{Label, PromSample, TimeSeries, WriteRequest};
+    let req = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(labels, samples)| TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: (*n).into(),
+                        value: (*v).into(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|(value, timestamp)| PromSample {
+                        value: *value,
+                        timestamp: *timestamp,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+async fn post_write(
+    s: &ApiState,
+    token: &str,
+    body: Vec<u8>,
+    encoding: &str,
+) -> (StatusCode, Value) {
+    let req = Request::post("/api/v1/write")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_ENCODING, encoding)
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Body::from(body))
+        .expect("request");
+    let resp = router(s.clone()).oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// The receiver as Prometheus calls it (snappy block format, protobuf
+/// WriteRequest, bearer token); a real Prometheus is the integration test of
+/// the integrations issue.
+#[tokio::test]
+async fn remote_write_samples_reach_the_inbox_and_bad_bodies_are_refused() {
+    let (s, _) = state();
+    let body = write_body(&[
+        (
+            &[
+                ("__name__", "cpu_usage"),
+                ("service", "checkout"),
+                ("pod", "a"),
+            ],
+            &[(0.42, 1_700_000_000_000), (f64::NAN, 1_700_000_015_000)],
+        ),
+        (
+            &[("__name__", "error_rate"), ("service", "checkout")],
+            &[(0.01, 1_700_000_000_000)],
+        ),
+        (
+            &[("__name__", "go_goroutines"), ("service", "checkout")],
+            &[(12.0, 1_700_000_000_000)],
+        ),
+        (&[("__name__", "memory_usage")], &[(0.5, 1_700_000_000_000)]),
+    ]);
+    // Writing data needs an operator.
+    assert_eq!(
+        post_write(&s, VIEWER, body.clone(), "snappy").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (code, v) = post_write(&s, OPERATOR, body, "snappy").await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{v}");
+    {
+        let live = s.live.read().expect("lock");
+        assert_eq!(live.inbox.len(), 2);
+        assert_eq!(live.inbox[0].service.as_str(), "checkout");
+        assert_eq!(live.inbox[0].metric, warden_model::Metric::CpuUsage);
+        assert_eq!(live.inbox[0].ts, Timestamp(1_700_000_000_000));
+        assert_eq!(live.ingested.get("remote_write"), Some(&2));
+        assert_eq!(live.dropped.get("unknown_metric"), Some(&1));
+        assert_eq!(live.dropped.get("no_service_label"), Some(&1));
+        assert_eq!(live.dropped.get("not_finite"), Some(&1));
+    }
+    // warden's own metrics, in OpenMetrics text.
+    let req = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .expect("req");
+    let resp = router(s.clone()).oneshot(req).await.expect("resp");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("warden_ingested_samples_total{source=\"remote_write\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warden_dropped_samples_total{reason=\"unknown_metric\"} 1"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    // Refusals name the problem and change nothing.
+    let (code, v) = post_write(&s, OPERATOR, b"not snappy at all".to_vec(), "snappy").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("snappy"), "{v}");
+    let (code, v) = post_write(&s, OPERATOR, write_body(&[]), "gzip").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("gzip"), "{v}");
+    let garbage = snap::raw::Encoder::new()
+        .compress_vec(&[0xff; 16])
+        .expect("snappy");
+    let (code, v) = post_write(&s, OPERATOR, garbage, "snappy").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("protobuf"), "{v}");
+    let many: Vec<Series<'_>> =
+        vec![(&[("__name__", "cpu_usage"), ("service", "x")], &[(0.1, 1)]); 10_001];
+    let (code, v) = post_write(&s, OPERATOR, write_body(&many), "snappy").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("10001 series"), "{v}");
+    let labels: Vec<(String, String)> = (0..70).map(|i| (format!("l{i}"), "v".into())).collect();
+    let refs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (code, v) = post_write(&s, OPERATOR, write_body(&[(&refs, &[(1.0, 1)])]), "snappy").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("70 labels"), "{v}");
+    // Larger than the default API body limit (4096 here) is fine...
+    let big: Vec<Series<'_>> = vec![
+        (
+            &[("__name__", "cpu_usage"), ("service", "y")],
+            &[(0.1, 1), (0.2, 2)]
+        );
+        2000
+    ];
+    let body = write_body(&big);
+    assert!(body.len() > 4096);
+    assert_eq!(
+        post_write(&s, OPERATOR, body, "snappy").await.0,
+        StatusCode::NO_CONTENT
+    );
+    // ...past the receiver's own limit is 413.
+    let mut cfg = (*s.config).clone();
+    cfg.integrations.remote_write.max_body_bytes = 1000;
+    let small = ApiState {
+        config: std::sync::Arc::new(cfg),
+        ..s.clone()
+    };
+    let (code, _) = post_write(&small, OPERATOR, write_body(&big), "snappy").await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.live.read().expect("lock").inbox.len(), 2 + 4000);
+}

@@ -377,6 +377,42 @@ pub struct IntegrationsConfig {
     pub kubernetes: Integration,
     pub prometheus: Integration,
     pub jaeger: Integration,
+    /// The Prometheus remote-write receiver (`POST /api/v1/write`).
+    pub remote_write: RemoteWriteConfig,
+}
+
+/// Prometheus remote-write 1.0 receiver: snappy-compressed protobuf
+/// `WriteRequest`s whose series become samples of the loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    pub enabled: bool,
+    /// Largest compressed body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted (413 above).
+    pub max_decoded_bytes: usize,
+    /// Most series in one request (400 above).
+    pub max_series: usize,
+    /// Most labels on one series (400 above).
+    pub max_labels: usize,
+    /// The label that names the service.
+    pub service_label: String,
+    /// Samples waiting for the loop beyond this are dropped (and counted).
+    pub max_pending: usize,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_body_bytes: 8 << 20,
+            max_decoded_bytes: 64 << 20,
+            max_series: 10_000,
+            max_labels: 64,
+            service_label: "service".into(),
+            max_pending: 1_000_000,
+        }
+    }
 }
 
 impl Default for IntegrationsConfig {
@@ -389,6 +425,7 @@ impl Default for IntegrationsConfig {
             kubernetes: off("https://k8s-api-server:6443"),
             prometheus: off("http://prometheus:9090"),
             jaeger: off("http://jaeger:16686"),
+            remote_write: RemoteWriteConfig::default(),
         }
     }
 }

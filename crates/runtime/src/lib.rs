@@ -27,3 +27,14 @@ pub use serve::{ServeOptions, run_serve, wall_now};
 pub use server::{ServerHandle, admin_token, api_state, start_api};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;
+
+/// Hands the samples that arrived over HTTP (remote write) to the loop,
+/// oldest first.
+pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine) {
+    let mut samples = std::mem::take(&mut warden_api::write_live(live).inbox);
+    if samples.is_empty() {
+        return;
+    }
+    samples.sort_by_key(|s| s.ts);
+    engine.ingest_samples(&samples);
+}
