@@ -1,0 +1,180 @@
+//! warden against a real Prometheus (Debian's `prometheus`, installed by
+//! `.ci/run`), both on 127.0.0.1: Prometheus evaluates recording rules that
+//! produce series named like warden's metrics and remote-writes them, with a
+//! bearer token, to a running `warden serve`; the service they name must
+//! join warden's catalog and the samples must be counted.
+//!
+//! Without the binary the test says so and passes, unless
+//! `WARDEN_REQUIRE_SERVERS=1` (as in `.ci/run`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn binary(name: &str) -> Option<String> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p.display().to_string()),
+        None => {
+            assert!(
+                std::env::var("WARDEN_REQUIRE_SERVERS").as_deref() != Ok("1"),
+                "WARDEN_REQUIRE_SERVERS=1 but {name} is not installed"
+            );
+            eprintln!("{name} is not installed: skipping");
+            None
+        }
+    }
+}
+
+fn get(addr: &str, path: &str, token: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn start_warden(dir: &std::path::Path) -> (Kill, String) {
+    let config = dir.join("warden.yaml");
+    std::fs::write(&config, "services:\n  monitoring:\n    interval: 1s\n").expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config", &config.display().to_string()])
+        .args(["--data-dir", &dir.join("data").display().to_string()])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("WARDEN_ADMIN_TOKEN", "prom-test-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "serve did not start");
+        let line = lines.next().expect("a line").expect("utf-8");
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split('/').next().unwrap_or_default().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Kill(child), addr)
+}
+
+#[test]
+fn prometheus_remote_write_reaches_the_loop() {
+    let Some(prometheus) = binary("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_warden, addr) = start_warden(dir.path());
+    let rules = [
+        "groups:",
+        "- name: warden",
+        "  interval: 1s",
+        "  rules:",
+        "  - record: cpu_usage",
+        "    expr: vector(0.42)",
+        "    labels:",
+        "      service: prom-checkout",
+        "  - record: error_rate",
+        "    expr: vector(0.01)",
+        "    labels:",
+        "      service: prom-checkout",
+    ];
+    std::fs::write(dir.path().join("rules.yml"), rules.join("\n") + "\n").expect("rules");
+    let url = format!("- url: http://{addr}/api/v1/write");
+    let config = [
+        "global:",
+        "  scrape_interval: 1s",
+        "  evaluation_interval: 1s",
+        "rule_files: [rules.yml]",
+        "remote_write:",
+        &url,
+        "  authorization:",
+        "    credentials: prom-test-token",
+        "  queue_config:",
+        "    batch_send_deadline: 1s",
+        "    min_backoff: 100ms",
+        "    max_backoff: 1s",
+    ];
+    std::fs::write(dir.path().join("prometheus.yml"), config.join("\n") + "\n")
+        .expect("prometheus.yml");
+    let port = free_port();
+    let _prom = Kill(
+        Command::new(prometheus)
+            .current_dir(dir.path())
+            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.path().join("prometheus.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, services) = get(&addr, "/api/services", "prom-test-token");
+        let (_, metrics) = get(&addr, "/metrics", "prom-test-token");
+        let counted = metrics
+            .lines()
+            .find(|l| l.starts_with("warden_ingested_samples_total{source=\"remote_write\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if services.contains("prom-checkout") && counted >= 2 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "no remote-written samples after 60 s:\n{services}\n{metrics}\nprometheus log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
