@@ -1,8 +1,10 @@
 //! warden against a real Prometheus (Debian's `prometheus`, installed by
 //! `.ci/run`), both on 127.0.0.1: Prometheus evaluates recording rules that
 //! produce series named like warden's metrics and remote-writes them, with a
-//! bearer token, to a running `warden serve`; the service they name must
-//! join warden's catalog and the samples must be counted.
+//! bearer token, to a running `warden serve`, which also pulls another
+//! series from it with an instant query. The services both name must join
+//! warden's catalog, both sources' samples must be counted at /metrics, and
+//! /readyz must report the pull source healthy.
 //!
 //! Without the binary the test says so and passes, unless
 //! `WARDEN_REQUIRE_SERVERS=1` (as in `.ci/run`).
@@ -73,9 +75,13 @@ fn get(addr: &str, path: &str, token: &str) -> (u16, String) {
     (code, body)
 }
 
-fn start_warden(dir: &std::path::Path) -> (Kill, String) {
+fn start_warden(dir: &std::path::Path, extra: &str) -> (Kill, String) {
     let config = dir.join("warden.yaml");
-    std::fs::write(&config, "services:\n  monitoring:\n    interval: 1s\n").expect("config");
+    std::fs::write(
+        &config,
+        format!("services:\n  monitoring:\n    interval: 1s\n{extra}"),
+    )
+    .expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config", &config.display().to_string()])
         .args(["--data-dir", &dir.join("data").display().to_string()])
@@ -100,12 +106,18 @@ fn start_warden(dir: &std::path::Path) -> (Kill, String) {
 }
 
 #[test]
-fn prometheus_remote_write_reaches_the_loop() {
+fn prometheus_remote_write_and_pull_reach_the_loop() {
     let Some(prometheus) = binary("prometheus") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_warden, addr) = start_warden(dir.path());
+    let port = free_port();
+    // warden also pulls from the same Prometheus: an instant query per
+    // metric, results labelled with the service.
+    let pull = format!(
+        "integrations:\n  prometheus:\n    enabled: true\n    endpoint: http://127.0.0.1:{port}\n    interval: 1s\n    queries:\n      cpu_usage: pulled_cpu\n"
+    );
+    let (_warden, addr) = start_warden(dir.path(), &pull);
     let rules = [
         "groups:",
         "- name: warden",
@@ -119,6 +131,10 @@ fn prometheus_remote_write_reaches_the_loop() {
         "    expr: vector(0.01)",
         "    labels:",
         "      service: prom-checkout",
+        "  - record: pulled_cpu",
+        "    expr: vector(0.33)",
+        "    labels:",
+        "      service: pulled-service",
     ];
     std::fs::write(dir.path().join("rules.yml"), rules.join("\n") + "\n").expect("rules");
     let url = format!("- url: http://{addr}/api/v1/write");
@@ -138,7 +154,6 @@ fn prometheus_remote_write_reaches_the_loop() {
     ];
     std::fs::write(dir.path().join("prometheus.yml"), config.join("\n") + "\n")
         .expect("prometheus.yml");
-    let port = free_port();
     let _prom = Kill(
         Command::new(prometheus)
             .current_dir(dir.path())
@@ -157,13 +172,26 @@ fn prometheus_remote_write_reaches_the_loop() {
     loop {
         let (_, services) = get(&addr, "/api/services", "prom-test-token");
         let (_, metrics) = get(&addr, "/metrics", "prom-test-token");
-        let counted = metrics
-            .lines()
-            .find(|l| l.starts_with("warden_ingested_samples_total{source=\"remote_write\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
-        if services.contains("prom-checkout") && counted >= 2 {
+        let counted = |source: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "warden_ingested_samples_total{{source=\"{source}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (code, ready) = get(&addr, "/readyz", "");
+        if services.contains("prom-checkout")
+            && services.contains("pulled-service")
+            && counted("remote_write") >= 2
+            && counted("prometheus") >= 1
+            && code == 200
+        {
+            assert!(ready.contains("\"prometheus\":true"), "{ready}");
             break;
         }
         if Instant::now() >= deadline {

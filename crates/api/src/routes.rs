@@ -75,7 +75,8 @@ pub fn router(state: ApiState) -> Router {
 async fn readyz(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let body = json!({ "ready": live.ready, "sources": live.sources });
-    let code = if live.ready {
+    // Ready when the loop runs and every source answered last time.
+    let code = if live.ready && live.sources.values().all(|ok| *ok) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

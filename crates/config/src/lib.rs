@@ -9,6 +9,7 @@
 
 mod duration;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -375,10 +376,63 @@ pub struct Integration {
 #[serde(deny_unknown_fields, default)]
 pub struct IntegrationsConfig {
     pub kubernetes: Integration,
-    pub prometheus: Integration,
+    pub prometheus: PrometheusConfig,
     pub jaeger: Integration,
     /// The Prometheus remote-write receiver (`POST /api/v1/write`).
     pub remote_write: RemoteWriteConfig,
+}
+
+/// Pulling from a Prometheus-compatible server (Prometheus, VictoriaMetrics,
+/// Thanos, Mimir) with instant queries, one per warden metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    pub enabled: bool,
+    /// Base URL (`http://host:9090`); plain HTTP.
+    pub endpoint: String,
+    /// How often the queries run.
+    pub interval: Duration,
+    /// Per request.
+    pub timeout: Duration,
+    /// Retries of a failed query (5xx, timeouts, connection errors), each
+    /// only while the retry budget (a tenth of recent requests) allows.
+    pub retries: u32,
+    /// Queries in flight at once.
+    pub max_concurrency: usize,
+    /// The label of each result that names the service.
+    pub service_label: String,
+    /// Environment variable holding a bearer token, if the server needs one.
+    pub bearer_token_env: Option<String>,
+    /// warden metric → PromQL. Each result series must carry the service
+    /// label; its value becomes the metric's sample for that service. The
+    /// defaults fit cAdvisor / kube-state-metrics container metrics and HTTP
+    /// server histograms.
+    pub queries: BTreeMap<String, String>,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        let q = |m: &str, e: &str| (m.to_string(), e.to_string());
+        Self {
+            enabled: false,
+            endpoint: "http://prometheus:9090".into(),
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            max_concurrency: 4,
+            service_label: "service".into(),
+            bearer_token_env: None,
+            queries: [
+                q("cpu_usage", "sum by (service) (rate(container_cpu_usage_seconds_total[1m])) / sum by (service) (kube_pod_container_resource_limits{resource=\"cpu\"})"),
+                q("memory_usage", "sum by (service) (container_memory_working_set_bytes) / sum by (service) (kube_pod_container_resource_limits{resource=\"memory\"})"),
+                q("request_latency_p95", "1000 * histogram_quantile(0.95, sum by (service, le) (rate(http_server_request_duration_seconds_bucket[1m])))"),
+                q("error_rate", "sum by (service) (rate(http_server_requests_total{status=~\"5..\"}[1m])) / sum by (service) (rate(http_server_requests_total[1m]))"),
+                q("request_rate", "sum by (service) (rate(http_server_requests_total[1m]))"),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
 }
 
 /// Prometheus remote-write 1.0 receiver: snappy-compressed protobuf
@@ -423,7 +477,7 @@ impl Default for IntegrationsConfig {
         };
         Self {
             kubernetes: off("https://k8s-api-server:6443"),
-            prometheus: off("http://prometheus:9090"),
+            prometheus: PrometheusConfig::default(),
             jaeger: off("http://jaeger:16686"),
             remote_write: RemoteWriteConfig::default(),
         }
@@ -613,6 +667,48 @@ impl Config {
                 expected: expected.into(),
             })
         };
+        let pc = &self.integrations.prometheus;
+        if pc.enabled {
+            if !pc.endpoint.starts_with("http://") {
+                return bad(
+                    "integrations.prometheus.endpoint",
+                    pc.endpoint.clone(),
+                    "expected an http:// URL",
+                );
+            }
+            if pc.max_concurrency == 0 || pc.max_concurrency > 64 {
+                return bad(
+                    "integrations.prometheus.max_concurrency",
+                    pc.max_concurrency.to_string(),
+                    "expected 1..=64",
+                );
+            }
+            if pc.retries > 10 {
+                return bad(
+                    "integrations.prometheus.retries",
+                    pc.retries.to_string(),
+                    "expected 0..=10",
+                );
+            }
+            if pc.interval.millis() < 1000 || pc.timeout.millis() < 100 {
+                return bad(
+                    "integrations.prometheus.interval",
+                    format!("{} (timeout {})", pc.interval, pc.timeout),
+                    "expected an interval of at least 1s and a timeout of at least 100ms",
+                );
+            }
+            if let Some(m) = pc
+                .queries
+                .keys()
+                .find(|m| warden_model::Metric::parse(m).is_none())
+            {
+                return bad(
+                    &format!("integrations.prometheus.queries.{m}"),
+                    m.clone(),
+                    "expected a warden metric name (cpu_usage, memory_usage, request_latency_p50/p95/p99, error_rate, request_rate, replicas)",
+                );
+            }
+        }
         let c = &self.capacity;
         for (key, v) in [
             ("capacity.cpu_limit", c.cpu_limit),

@@ -152,6 +152,35 @@ pub async fn run_serve(
         server.addr,
         config.services.recovery.mode.as_str()
     ));
+    // The Prometheus pull runs in its own task: its results join the same
+    // inbox as remote write, and its health shows at /readyz.
+    let puller = config.integrations.prometheus.enabled.then(|| {
+        let pc = config.integrations.prometheus.clone();
+        let max_pending = config.integrations.remote_write.max_pending;
+        let live = live.clone();
+        write_live(&live).sources.insert("prometheus".into(), false);
+        tokio::spawn(async move {
+            let pull = warden_sources::PromPull::new(pc.clone());
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(
+                pc.interval.millis().max(1000) as u64,
+            ));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let report = pull.pull(wall_now()).await;
+                for e in &report.errors {
+                    tracing::warn!("prometheus: {e}");
+                }
+                let mut l = write_live(&live);
+                l.sources
+                    .insert("prometheus".into(), report.errors.is_empty());
+                if report.dropped > 0 {
+                    *l.dropped.entry("prometheus_unlabelled".into()).or_default() += report.dropped;
+                }
+                warden_api::ingest::enqueue(&mut l, "prometheus", report.samples, max_pending);
+            }
+        })
+    });
     let interval = config.services.monitoring.interval.millis().max(1000);
     let mut next_tick = now.plus_ms(interval);
     let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -177,6 +206,9 @@ pub async fn run_serve(
         }
     }
     out("shutting down");
+    if let Some(p) = puller {
+        p.abort();
+    }
     server.stop().await;
     Ok(())
 }

@@ -1,0 +1,194 @@
+//! The outbound HTTP client stack.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::limit::ConcurrencyLimit;
+use tower::timeout::Timeout;
+use tower::{Service, ServiceExt};
+
+/// Largest response body read.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Why a request failed, after retries.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL {0:?}")]
+    Url(String),
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: timed out after {ms} ms")]
+    Timeout { url: String, ms: u64 },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge { url: String },
+}
+
+impl HttpError {
+    fn retryable(&self) -> bool {
+        match self {
+            HttpError::Transport { .. } | HttpError::Timeout { .. } => true,
+            HttpError::Status { status, .. } => *status >= 500 || *status == 429,
+            HttpError::Url(_) | HttpError::TooLarge { .. } => false,
+        }
+    }
+}
+
+/// A token bucket of retries: each request deposits 0.1, each retry costs
+/// 1, with a floor refilled at `min_per_sec`.
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    last: Instant,
+    min_per_sec: f64,
+}
+
+impl Budget {
+    fn deposit(&mut self) {
+        self.refill();
+        self.tokens = (self.tokens + 0.1).min(100.0);
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.min_per_sec).min(100.0);
+    }
+
+    fn withdraw(&mut self) -> bool {
+        self.refill();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+type Inner = ConcurrencyLimit<Timeout<Client<HttpConnector, Empty<Bytes>>>>;
+
+/// The client: concurrency limit, timeout, retries within a budget.
+pub struct HttpClient {
+    inner: Inner,
+    timeout: Duration,
+    retries: u32,
+    budget: Mutex<Budget>,
+    bearer: Option<String>,
+}
+
+impl HttpClient {
+    pub fn new(
+        timeout: Duration,
+        max_concurrency: usize,
+        retries: u32,
+        bearer: Option<String>,
+    ) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let inner = tower::ServiceBuilder::new()
+            .concurrency_limit(max_concurrency.max(1))
+            .timeout(timeout)
+            .service(client);
+        Self {
+            inner,
+            timeout,
+            retries,
+            budget: Mutex::new(Budget {
+                tokens: 10.0,
+                last: Instant::now(),
+                min_per_sec: 1.0,
+            }),
+            bearer,
+        }
+    }
+
+    async fn once(&self, url: &str) -> Result<Bytes, HttpError> {
+        let uri: hyper::Uri = url.parse().map_err(|_| HttpError::Url(url.to_string()))?;
+        let mut req = Request::get(uri);
+        if let Some(t) = &self.bearer {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| HttpError::Url(format!("{url}: {e}")))?;
+        let mut svc = self.inner.clone();
+        let resp = svc
+            .ready()
+            .await
+            .map_err(|e| self.transport(url, e))?
+            .call(req)
+            .await
+            .map_err(|e| self.transport(url, e))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| HttpError::TooLarge {
+                url: url.to_string(),
+            })?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(HttpError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            });
+        }
+        Ok(body)
+    }
+
+    fn transport(&self, url: &str, e: tower::BoxError) -> HttpError {
+        if e.is::<tower::timeout::error::Elapsed>() {
+            HttpError::Timeout {
+                url: url.to_string(),
+                ms: self.timeout.as_millis() as u64,
+            }
+        } else {
+            HttpError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    /// GET `url`; retries retryable failures with backoff (100 ms, doubling)
+    /// while the budget allows.
+    pub async fn get(&self, url: &str) -> Result<Bytes, HttpError> {
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .deposit();
+        let mut attempt = 0;
+        loop {
+            match self.once(url).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    let allowed = attempt < self.retries
+                        && e.retryable()
+                        && self
+                            .budget
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .withdraw();
+                    if !allowed {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Pull sources. Every outbound request goes through one client stack
+//! ([`HttpClient`]): a tower `ConcurrencyLimit` and `Timeout` around hyper's
+//! HTTP/1 client, and retries of failed requests (connection errors,
+//! timeouts, 5xx) with exponential backoff, each retry allowed only while a
+//! retry budget holds (at most one retry per ten recent requests, plus a
+//! floor of a few per second) so that a struggling server is not hammered.
+//!
+//! - [`prometheus`]: instant queries per warden metric against a
+//!   Prometheus-compatible server; results become samples.
+
+pub mod http;
+pub mod prometheus;
+
+pub use http::{HttpClient, HttpError};
+pub use prometheus::{PromPull, PullError, PullReport};
