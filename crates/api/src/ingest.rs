@@ -262,3 +262,147 @@ fn escape_label(v: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// Alertmanager's webhook payload (version 4); fields warden does not use
+/// are ignored.
+#[derive(Debug, serde::Deserialize)]
+pub struct Webhook {
+    pub version: String,
+    pub alerts: Vec<WebhookAlert>,
+}
+
+/// One alert of the payload.
+#[derive(Debug, serde::Deserialize)]
+pub struct WebhookAlert {
+    pub status: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "startsAt", default)]
+    pub starts_at: String,
+}
+
+/// Most alerts accepted in one notification.
+pub const MAX_WEBHOOK_ALERTS: usize = 1000;
+
+/// The metric an alert speaks of: its `metric` label when that names one of
+/// warden's metrics, else a keyword of its name, else the error rate (what a
+/// user feels).
+pub fn alert_metric(labels: &std::collections::BTreeMap<String, String>) -> Metric {
+    if let Some(m) = labels.get("metric").and_then(|m| Metric::parse(m)) {
+        return m;
+    }
+    let name = labels
+        .get("alertname")
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let has = |k: &[&str]| k.iter().any(|w| name.contains(w));
+    if has(&["latency", "slow", "duration"]) {
+        Metric::RequestLatencyP95
+    } else if has(&["cpu", "throttl"]) {
+        Metric::CpuUsage
+    } else if has(&["mem", "oom"]) {
+        Metric::MemoryUsage
+    } else if has(&["replica", "down", "crash", "unavailable", "pod"]) {
+        Metric::Replicas
+    } else if has(&["traffic", "requestrate", "request_rate", "qps"]) {
+        Metric::RequestRate
+    } else {
+        Metric::ErrorRate
+    }
+}
+
+/// Turns a webhook payload into signals; alerts without a (valid) service
+/// label are counted, not refused.
+pub fn parse_webhook(
+    body: &[u8],
+    service_label: &str,
+) -> Result<(Vec<warden_model::AlertSignal>, u64), String> {
+    let w: Webhook = serde_json::from_slice(body)
+        .map_err(|e| format!("not an Alertmanager webhook payload: {e}"))?;
+    if w.version != "4" {
+        return Err(format!(
+            "version {:?}: only version \"4\" is understood",
+            w.version
+        ));
+    }
+    if w.alerts.len() > MAX_WEBHOOK_ALERTS {
+        return Err(format!(
+            "{} alerts in one notification; at most {MAX_WEBHOOK_ALERTS}",
+            w.alerts.len()
+        ));
+    }
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for (i, a) in w.alerts.iter().enumerate() {
+        let firing = match a.status.as_str() {
+            "firing" => true,
+            "resolved" => false,
+            other => {
+                return Err(format!(
+                    "alerts[{i}].status {other:?}: expected firing or resolved"
+                ));
+            }
+        };
+        let Some(service) = a
+            .labels
+            .get(service_label)
+            .and_then(|s| ServiceName::parse(s).ok())
+        else {
+            dropped += 1;
+            continue;
+        };
+        let starts_at = Timestamp::parse_rfc3339(&a.starts_at)
+            .map_err(|e| format!("alerts[{i}].startsAt {:?}: {e}", a.starts_at))?;
+        let summary = a
+            .annotations
+            .get("summary")
+            .or_else(|| a.annotations.get("description"))
+            .cloned()
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        out.push(warden_model::AlertSignal {
+            service,
+            metric: alert_metric(&a.labels),
+            name: a
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_else(|| "alert".into()),
+            firing,
+            starts_at,
+            summary,
+        });
+    }
+    Ok((out, dropped))
+}
+
+/// `POST /api/alertmanager/webhook`.
+pub async fn alertmanager_webhook(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = require_role(&p, Role::Operator, "send alerts") {
+        return r;
+    }
+    let label = &s.config.integrations.remote_write.service_label;
+    match parse_webhook(&body, label) {
+        Ok((alerts, dropped)) => {
+            let mut live = write_live(&s.live);
+            if dropped > 0 {
+                *live
+                    .dropped
+                    .entry("alert_without_service".into())
+                    .or_default() += dropped;
+            }
+            *live.ingested.entry("alertmanager".into()).or_default() += alerts.len() as u64;
+            live.alert_inbox.extend(alerts);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => error_json(StatusCode::BAD_REQUEST, &e).into_response(),
+    }
+}

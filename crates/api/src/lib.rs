@@ -44,6 +44,8 @@ pub struct Live {
     pub capacity: BTreeMap<ServiceName, warden_model::CapacityPlan>,
     /// Samples received over HTTP (remote write), waiting for the loop.
     pub inbox: Vec<warden_model::Sample>,
+    /// Alerts received (Alertmanager's webhook), waiting for the loop.
+    pub alert_inbox: Vec<warden_model::AlertSignal>,
     /// Samples accepted per source, and dropped per reason (for /metrics).
     pub ingested: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,

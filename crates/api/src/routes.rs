@@ -50,6 +50,10 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/metrics", get(crate::ingest::metrics))
+        .route(
+            "/api/alertmanager/webhook",
+            post(crate::ingest::alertmanager_webhook),
+        )
         .route("/api/capacity", get(capacity))
         .route("/api/capacity/{name}", get(capacity_of))
         .route("/api/incidents", get(incidents))

@@ -619,3 +619,83 @@ async fn remote_write_samples_reach_the_inbox_and_bad_bodies_are_refused() {
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(s.live.read().expect("lock").inbox.len(), 2 + 4000);
 }
+
+#[tokio::test]
+async fn alertmanager_webhook_alerts_reach_the_inbox_and_bad_payloads_are_refused() {
+    let (s, _) = state();
+    let payload = json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"CheckoutLatencyHigh\"}",
+        "status": "firing",
+        "receiver": "warden",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "CheckoutLatencyHigh", "service": "checkout"},
+             "annotations": {"summary": "p95 above 2 s"}, "startsAt": "2026-01-05T09:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "abc"},
+            {"status": "resolved", "labels": {"alertname": "DiskFull", "service": "db", "metric": "memory_usage"},
+             "annotations": {}, "startsAt": "2026-01-05T08:00:00Z"},
+            {"status": "firing", "labels": {"alertname": "Orphan"}, "annotations": {},
+             "startsAt": "2026-01-05T09:00:00Z"}
+        ]
+    });
+    let body = serde_json::to_vec(&payload).expect("json");
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/alertmanager/webhook",
+        Some(VIEWER),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/alertmanager/webhook",
+        Some(OPERATOR),
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    {
+        let live = s.live.read().expect("lock");
+        assert_eq!(live.alert_inbox.len(), 2);
+        let a = &live.alert_inbox[0];
+        assert!(a.firing && a.service.as_str() == "checkout" && a.name == "CheckoutLatencyHigh");
+        assert_eq!(a.metric, warden_model::Metric::RequestLatencyP95);
+        assert_eq!(a.summary, "p95 above 2 s");
+        let b = &live.alert_inbox[1];
+        assert!(!b.firing && b.metric == warden_model::Metric::MemoryUsage);
+        assert_eq!(live.dropped.get("alert_without_service"), Some(&1));
+    }
+    for (bad, needle) in [
+        (json!({"version": "3", "alerts": []}), "version"),
+        (
+            json!({"version": "4", "alerts": [{"status": "maybe", "labels": {"service": "x"}, "startsAt": "2026-01-05T09:00:00Z"}]}),
+            "maybe",
+        ),
+        (
+            json!({"version": "4", "alerts": [{"status": "firing", "labels": {"service": "x"}, "startsAt": "yesterday"}]}),
+            "yesterday",
+        ),
+        (json!({"alerts": "nope"}), "webhook payload"),
+    ] {
+        let (code, v) = call(
+            &s,
+            "POST",
+            "/api/alertmanager/webhook",
+            Some(OPERATOR),
+            Some(serde_json::to_vec(&bad).expect("json")),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(v.to_string().contains(needle), "{v}");
+    }
+    assert_eq!(
+        s.live.read().expect("lock").alert_inbox.len(),
+        2,
+        "refusals change nothing"
+    );
+}

@@ -38,6 +38,30 @@ impl Anomaly {
     }
 }
 
+/// An alert from another system (Alertmanager's webhook), as a signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSignal {
+    pub service: ServiceName,
+    /// The metric family the alert speaks of (from a `metric` label, else
+    /// its name).
+    pub metric: Metric,
+    /// `alertname`.
+    pub name: String,
+    /// Firing, or resolved.
+    pub firing: bool,
+    pub starts_at: Timestamp,
+    /// The `summary` (or `description`) annotation; untrusted text.
+    pub summary: String,
+}
+
+impl AlertSignal {
+    /// The signal's deduplication key (distinct from the detectors' keys, so
+    /// a detector clearing its series does not clear the alert).
+    pub fn fingerprint(&self) -> String {
+        format!("{}/{}/alert/{}", self.service, self.metric, self.name)
+    }
+}
+
 /// Stable incident identity, derived from the first signal and its time
 /// bucket, never from model wording.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ pub use action::{Action, ActionKind, Decision, PlanStep, Receipt};
 pub use capacity::{CapacityPlan, DailyPredictions, ReplicaPlan, ResourceOutlook};
 pub use change::{Change, ChangeKind};
 pub use graph::{EdgeStats, Graph};
-pub use incident::{Anomaly, Candidate, Incident, IncidentId, IncidentStatus};
+pub use incident::{AlertSignal, Anomaly, Candidate, Incident, IncidentId, IncidentStatus};
 pub use journal::{JournalEntry, JournalEvent};
 pub use metric::{Metric, Sample};
 pub use name::{NameError, ServiceName};

@@ -285,7 +285,7 @@ pub async fn run_demo(
         t = t.plus_secs(1);
         clock.store(t.millis(), Ordering::Relaxed);
         sim.pump(t, &mut engine);
-        crate::drain_inbox(&live, &mut engine);
+        crate::drain_inbox(&live, &mut engine, t);
         if t >= next_tick {
             engine.tick(t).await?;
             next_tick = next_tick.plus_ms(interval);
@@ -339,7 +339,7 @@ pub async fn run_demo(
             fault_at = t.plus_ms(15 * 60 * 1000);
         }
         sim.pump(t, &mut engine);
-        crate::drain_inbox(&live, &mut engine);
+        crate::drain_inbox(&live, &mut engine, t);
         if t >= next_tick {
             let written = engine.tick(t).await?;
             print_entries(&written, opts.start, out);

@@ -14,11 +14,11 @@ use warden_detect::{
     RobustDetector, RobustParams,
 };
 use warden_forecast::{PlanParams, build_plan};
-use warden_model::CapacityPlan;
 use warden_model::{
     Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
     JournalEvent, Metric, Sample, Service, ServiceName, Span, Timestamp,
 };
+use warden_model::{AlertSignal, CapacityPlan};
 use warden_remediate::{
     ActionRecord, Executor, GateContext, Gates, Outcome, SignalHealth, Verification, VerifyOutcome,
 };
@@ -429,6 +429,47 @@ impl Engine {
                 }
                 forest.since_fit = 0;
             }
+        }
+    }
+
+    /// Feeds alerts from another system: a firing alert is a signal for
+    /// correlation (its service joins the catalog), held until the alert is
+    /// resolved; a resolved one clears it.
+    pub fn ingest_alerts(&mut self, alerts: &[AlertSignal], now: Timestamp) {
+        for a in alerts {
+            let fp = a.fingerprint();
+            if !a.firing {
+                self.active.remove(&fp);
+                continue;
+            }
+            self.ensure_known(&a.service, "alertmanager", now);
+            if self.active.contains_key(&fp) {
+                continue;
+            }
+            let reason = if a.summary.is_empty() {
+                format!("alert {} firing on {}", a.name, a.service)
+            } else {
+                format!("alert {} firing on {}: {}", a.name, a.service, a.summary)
+            };
+            self.active.insert(
+                fp,
+                Active {
+                    anomaly: Anomaly {
+                        service: a.service.clone(),
+                        metric: a.metric,
+                        onset: a.starts_at.min(now),
+                        ts: now,
+                        value: 1.0,
+                        baseline: 0.0,
+                        z: 0.0,
+                        score: 1.0,
+                        iforest_score: None,
+                        detectors: vec![format!("alertmanager:{}", a.name)],
+                        reason,
+                    },
+                    incident: None,
+                },
+            );
         }
     }
 

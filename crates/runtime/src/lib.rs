@@ -28,13 +28,23 @@ pub use server::{ServerHandle, admin_token, api_state, start_api};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;
 
-/// Hands the samples that arrived over HTTP (remote write) to the loop,
-/// oldest first.
-pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine) {
-    let mut samples = std::mem::take(&mut warden_api::write_live(live).inbox);
-    if samples.is_empty() {
-        return;
+/// Hands what arrived over HTTP (remote-write samples, oldest first, and
+/// Alertmanager alerts) to the loop.
+use warden_model::Timestamp;
+
+pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine, now: Timestamp) {
+    let (mut samples, alerts) = {
+        let mut l = warden_api::write_live(live);
+        (
+            std::mem::take(&mut l.inbox),
+            std::mem::take(&mut l.alert_inbox),
+        )
+    };
+    if !samples.is_empty() {
+        samples.sort_by_key(|s| s.ts);
+        engine.ingest_samples(&samples);
     }
-    samples.sort_by_key(|s| s.ts);
-    engine.ingest_samples(&samples);
+    if !alerts.is_empty() {
+        engine.ingest_alerts(&alerts, now);
+    }
 }

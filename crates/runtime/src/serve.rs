@@ -198,7 +198,7 @@ pub async fn run_serve(
         if let Some(s) = &sim {
             s.pump(t, &mut engine);
         }
-        crate::drain_inbox(&live, &mut engine);
+        crate::drain_inbox(&live, &mut engine, t);
         if t >= next_tick {
             let written = engine.tick(t).await?;
             print_entries(&written, now, out);

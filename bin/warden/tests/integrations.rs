@@ -1,12 +1,16 @@
-//! warden against a real Prometheus (Debian's `prometheus`, installed by
-//! `.ci/run`), both on 127.0.0.1: Prometheus evaluates recording rules that
+//! warden against real servers (Debian's `prometheus` and
+//! `prometheus-alertmanager`, installed by `.ci/run`), all on 127.0.0.1. A
+//! real Prometheus: Prometheus evaluates recording rules that
 //! produce series named like warden's metrics and remote-writes them, with a
 //! bearer token, to a running `warden serve`, which also pulls another
 //! series from it with an instant query. The services both name must join
 //! warden's catalog, both sources' samples must be counted at /metrics, and
 //! /readyz must report the pull source healthy.
 //!
-//! Without the binary the test says so and passes, unless
+//! The second test runs a real Alertmanager that routes an alert to
+//! warden's webhook.
+//!
+//! Without a binary a test says so and passes, unless
 //! `WARDEN_REQUIRE_SERVERS=1` (as in `.ci/run`).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -204,5 +208,142 @@ fn prometheus_remote_write_and_pull_reach_the_loop() {
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn send(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, resp)
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) routes an alert
+/// to warden's webhook with a bearer token: the alert becomes a signal and
+/// an incident on its service; when the alert is resolved, the signal
+/// clears.
+#[test]
+fn alertmanager_notifications_open_and_clear_signals() {
+    let Some(am) = binary("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_warden, addr) = start_warden(dir.path(), "");
+    let url = format!("  - url: http://{addr}/api/alertmanager/webhook");
+    let config = [
+        "route:",
+        "  receiver: warden",
+        "  group_by: [alertname, service]",
+        "  group_wait: 1s",
+        "  group_interval: 1s",
+        "  repeat_interval: 1h",
+        "receivers:",
+        "- name: warden",
+        "  webhook_configs:",
+        &url,
+        "    send_resolved: true",
+        "    http_config:",
+        "      authorization:",
+        "        credentials: prom-test-token",
+    ];
+    std::fs::write(dir.path().join("am.yml"), config.join("\n") + "\n").expect("am.yml");
+    let port = free_port();
+    let am_addr = format!("127.0.0.1:{port}");
+    let _am = Kill(
+        Command::new(am)
+            .current_dir(dir.path())
+            .args([
+                "--config.file=am.yml",
+                "--storage.path=am-data",
+                "--cluster.listen-address=",
+            ])
+            .arg(format!("--web.listen-address={am_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn alertmanager"),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let iso = |secs: u64| {
+        let t = warden_model::Timestamp::from_secs(secs as i64);
+        t.rfc3339()
+    };
+    let alert = |ends: Option<u64>| {
+        let ends = ends
+            .map(|e| format!(", \"endsAt\": \"{}\"", iso(e)))
+            .unwrap_or_default();
+        format!(
+            "[{{\"labels\": {{\"alertname\": \"CheckoutLatencyHigh\", \"service\": \"am-checkout\"}}, \"annotations\": {{\"summary\": \"p95 above 2 s\"}}, \"startsAt\": \"{}\"{ends}}}]",
+            iso(now - 5)
+        )
+    };
+    // Alertmanager may need a moment to listen.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, resp) = send(&am_addr, "POST", "/api/v2/alerts", "", &alert(None));
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager refused the alert: {resp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, anomalies) = get(&addr, "/api/monitoring/anomalies", "prom-test-token");
+        let (_, incidents) = get(&addr, "/api/incidents", "prom-test-token");
+        if anomalies.contains("alertmanager:CheckoutLatencyHigh")
+            && incidents.contains("am-checkout")
+        {
+            assert!(anomalies.contains("p95 above 2 s"), "{anomalies}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no signal from alertmanager:\n{anomalies}\n{incidents}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Resolve it: Alertmanager sends the resolved notification.
+    let (code, resp) = send(
+        &am_addr,
+        "POST",
+        "/api/v2/alerts",
+        "",
+        &alert(Some(now - 1)),
+    );
+    assert_eq!(code, 200, "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, anomalies) = get(&addr, "/api/monitoring/anomalies", "prom-test-token");
+        if !anomalies.contains("CheckoutLatencyHigh") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resolved alert never cleared: {anomalies}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
