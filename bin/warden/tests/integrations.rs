@@ -347,3 +347,126 @@ fn alertmanager_notifications_open_and_clear_signals() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Alertmanager out, with a real Alertmanager: an incident warden opens (from
+/// an alert routed in) is pushed back as a `WardenIncident` alert, and an
+/// active silence matching it closes the gate of the incident's action.
+#[test]
+fn incidents_are_pushed_to_alertmanager_and_its_silences_close_the_gate() {
+    let Some(am) = binary("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let am_addr = format!("127.0.0.1:{port}");
+    let out = format!(
+        "integrations:\n  alertmanager:\n    enabled: true\n    endpoint: http://{am_addr}\n    warden_url: http://warden.example\n"
+    );
+    let (_warden, addr) = start_warden(dir.path(), &out);
+    let url = format!("  - url: http://{addr}/api/alertmanager/webhook");
+    // warden's own alerts go to a receiver that does nothing (not back to
+    // warden), the others to warden.
+    let config = [
+        "route:",
+        "  receiver: warden",
+        "  group_by: [alertname, service]",
+        "  group_wait: 1s",
+        "  group_interval: 1s",
+        "  repeat_interval: 1h",
+        "  routes:",
+        "  - matchers: ['alertname=\"WardenIncident\"']",
+        "    receiver: none",
+        "receivers:",
+        "- name: none",
+        "- name: warden",
+        "  webhook_configs:",
+        &url,
+        "    http_config:",
+        "      authorization:",
+        "        credentials: prom-test-token",
+    ];
+    std::fs::write(dir.path().join("am.yml"), config.join("\n") + "\n").expect("am.yml");
+    let _am = Kill(
+        Command::new(am)
+            .current_dir(dir.path())
+            .args([
+                "--config.file=am.yml",
+                "--storage.path=am-data",
+                "--cluster.listen-address=",
+            ])
+            .arg(format!("--web.listen-address={am_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn alertmanager"),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let iso = |secs: i64| warden_model::Timestamp::from_secs(secs).rfc3339();
+    let silence = format!(
+        "{{\"matchers\": [{{\"name\": \"alertname\", \"value\": \"WardenIncident\", \"isRegex\": false, \"isEqual\": true}}, {{\"name\": \"service\", \"value\": \"am-payments\", \"isRegex\": false, \"isEqual\": true}}], \"startsAt\": \"{}\", \"endsAt\": \"{}\", \"createdBy\": \"oncall\", \"comment\": \"planned maintenance\"}}",
+        iso(now - 10),
+        iso(now + 3600)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, resp) = send(&am_addr, "POST", "/api/v2/silences", "", &silence);
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager refused the silence: {resp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alert = format!(
+        "[{{\"labels\": {{\"alertname\": \"PaymentsErrors\", \"service\": \"am-payments\"}}, \"annotations\": {{\"summary\": \"5xx above 5%\"}}, \"startsAt\": \"{}\"}}]",
+        iso(now - 5)
+    );
+    let (code, resp) = send(&am_addr, "POST", "/api/v2/alerts", "", &alert);
+    assert_eq!(code, 200, "{resp}");
+    // warden opens an incident and pushes it back.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, alerts) = send(
+            &am_addr,
+            "GET",
+            "/api/v2/alerts?filter=alertname%3D%22WardenIncident%22",
+            "",
+            "",
+        );
+        if alerts.contains("\"incident\":\"INC-") && alerts.contains("am-payments") {
+            assert!(
+                alerts.contains("http://warden.example/incidents/INC-"),
+                "{alerts}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "warden's incident never reached alertmanager:\n{alerts}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The incident's action met the silence.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, journal) = get(
+            &addr,
+            "/api/journal?kind=gate_decision&limit=50",
+            "prom-test-token",
+        );
+        if journal.contains("alertmanager_silence") {
+            assert!(journal.contains("planned maintenance"), "{journal}");
+            break;
+        }
+        if Instant::now() >= deadline {
+            let (_, all) = get(&addr, "/api/journal?limit=100", "prom-test-token");
+            panic!("no silence gate decision:\n{all}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

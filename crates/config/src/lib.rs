@@ -380,6 +380,46 @@ pub struct IntegrationsConfig {
     pub jaeger: Integration,
     /// The Prometheus remote-write receiver (`POST /api/v1/write`).
     pub remote_write: RemoteWriteConfig,
+    /// Pushing incidents to Alertmanager, and its silences as a gate.
+    pub alertmanager: AlertmanagerConfig,
+}
+
+/// Alertmanager out: warden's incidents become alerts (`POST
+/// /api/v2/alerts`) so existing routing, silences and receivers apply, and
+/// an active silence matching an action's incident closes the gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    pub enabled: bool,
+    /// Base URL (`http://host:9093`); plain HTTP.
+    pub endpoint: String,
+    /// Push open incidents (every loop tick) and resolutions.
+    pub push_incidents: bool,
+    /// Check active silences before an action runs.
+    pub check_silences: bool,
+    /// When the silences cannot be read: false closes the gate (the action
+    /// waits), true lets it through.
+    pub fail_open: bool,
+    /// warden's own URL, for the incident link in the alert.
+    pub warden_url: String,
+    /// A runbook link put on every alert, if any.
+    pub runbook_url: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: "http://alertmanager:9093".into(),
+            push_incidents: true,
+            check_silences: true,
+            fail_open: false,
+            warden_url: "http://127.0.0.1:8080".into(),
+            runbook_url: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Pulling from a Prometheus-compatible server (Prometheus, VictoriaMetrics,
@@ -480,6 +520,7 @@ impl Default for IntegrationsConfig {
             prometheus: PrometheusConfig::default(),
             jaeger: off("http://jaeger:16686"),
             remote_write: RemoteWriteConfig::default(),
+            alertmanager: AlertmanagerConfig::default(),
         }
     }
 }
@@ -708,6 +749,14 @@ impl Config {
                     "expected a warden metric name (cpu_usage, memory_usage, request_latency_p50/p95/p99, error_rate, request_rate, replicas)",
                 );
             }
+        }
+        let am = &self.integrations.alertmanager;
+        if am.enabled && !am.endpoint.starts_with("http://") {
+            return bad(
+                "integrations.alertmanager.endpoint",
+                am.endpoint.clone(),
+                "expected an http:// URL",
+            );
         }
         let c = &self.capacity;
         for (key, v) in [

@@ -70,6 +70,7 @@ pub struct Engine {
     pending: Vec<JournalEntry>,
     dirty: BTreeSet<IncidentId>,
     capacity: CapacityState,
+    alertmanager: Option<Arc<warden_sources::Alertmanager>>,
     now: Timestamp,
 }
 
@@ -152,8 +153,13 @@ impl Engine {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             capacity: CapacityState::default(),
+            alertmanager: None,
             now: Timestamp(0),
         };
+        let am = &engine.cfg.integrations.alertmanager;
+        if am.enabled {
+            engine.alertmanager = Some(Arc::new(warden_sources::Alertmanager::new(am.clone())));
+        }
         engine.restore()?;
         Ok(engine)
     }
@@ -526,7 +532,59 @@ impl Engine {
         if self.capacity.due(&self.cfg.capacity, now) {
             self.plan_capacity(now).await;
         }
+        self.push_to_alertmanager(now).await;
         self.flush()
+    }
+
+    /// Alertmanager out: open incidents every tick (so they stay firing),
+    /// and the ones resolved since the last tick once.
+    async fn push_to_alertmanager(&mut self, now: Timestamp) {
+        let Some(am) = self.alertmanager.clone() else {
+            return;
+        };
+        if !am.config().push_incidents {
+            return;
+        }
+        let list: Vec<Incident> = self
+            .incidents
+            .values()
+            .filter(|i| !i.status.is_closed() || self.dirty.contains(&i.id))
+            .cloned()
+            .collect();
+        let ok = match am.push(&list, now).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("alertmanager: {e}");
+                false
+            }
+        };
+        write_live(&self.live)
+            .sources
+            .insert("alertmanager".into(), ok);
+    }
+
+    /// Whether an active Alertmanager silence matches the incident's alert
+    /// with `target` as its service: Some(reason) closes the gate.
+    async fn silence_gate(&self, id: &IncidentId, target: Option<&ServiceName>) -> Option<String> {
+        let am = self.alertmanager.clone()?;
+        if !am.config().check_silences {
+            return None;
+        }
+        let inc = self.incidents.get(id)?;
+        let mut labels = warden_sources::alertmanager::incident_labels(inc);
+        if let Some(t) = target {
+            labels.insert("service".into(), t.to_string());
+        }
+        match am.silenced(&labels).await {
+            Ok(found) => found,
+            Err(e) if am.config().fail_open => {
+                tracing::warn!("alertmanager silences unreadable, failing open: {e}");
+                None
+            }
+            Err(e) => Some(format!(
+                "cannot read Alertmanager's silences ({e}); fail_open is false"
+            )),
+        }
     }
 
     /// Re-forecasts every service with enough history: plans into the live
@@ -842,7 +900,27 @@ impl Engine {
             .map(|a| a.onset)
             .min()
             .unwrap_or(inc.opened_at);
-        let ranking = self.rank(onset);
+        let mut ranking = self.rank(onset);
+        if ranking.iter().all(|c| c.score <= 0.0) {
+            // No metric evidence (e.g. an incident of alerts from
+            // Alertmanager about services warden has no series for): the
+            // signals themselves are the candidates, strongest first.
+            let mut seen = BTreeSet::new();
+            let mut from_signals: Vec<Candidate> = anomalies
+                .iter()
+                .filter(|a| seen.insert(a.service.clone()))
+                .map(|a| Candidate {
+                    service: a.service.to_string(),
+                    metric: a.metric.as_str().into(),
+                    score: a.score,
+                    evidence: vec![format!("signal only (no metric evidence): {}", a.reason)],
+                })
+                .collect();
+            from_signals.sort_by(|a, b| b.score.total_cmp(&a.score));
+            if !from_signals.is_empty() {
+                ranking = from_signals;
+            }
+        }
         let top: Vec<Candidate> = ranking.iter().take(10).cloned().collect();
         self.journal(
             now,
@@ -1030,6 +1108,19 @@ impl Engine {
         approved: bool,
         now: Timestamp,
     ) {
+        if let Some(reason) = self.silence_gate(id, action.target()).await {
+            self.journal(
+                now,
+                Some(id),
+                JournalEvent::GateDecision {
+                    action: action.clone(),
+                    gate: "alertmanager_silence".into(),
+                    decision: warden_model::Decision::Deny { reason },
+                },
+            );
+            self.set_status(id, IncidentStatus::Diagnosed, now);
+            return;
+        }
         let known = self.known_services();
         let replicas = action.target().and_then(|t| self.current_replicas(t));
         let verdict = self.gates.evaluate(

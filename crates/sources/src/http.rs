@@ -3,9 +3,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -78,7 +78,7 @@ impl Budget {
     }
 }
 
-type Inner = ConcurrencyLimit<Timeout<Client<HttpConnector, Empty<Bytes>>>>;
+type Inner = ConcurrencyLimit<Timeout<Client<HttpConnector, Full<Bytes>>>>;
 
 /// The client: concurrency limit, timeout, retries within a budget.
 pub struct HttpClient {
@@ -96,7 +96,7 @@ impl HttpClient {
         retries: u32,
         bearer: Option<String>,
     ) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let inner = tower::ServiceBuilder::new()
             .concurrency_limit(max_concurrency.max(1))
             .timeout(timeout)
@@ -114,14 +114,17 @@ impl HttpClient {
         }
     }
 
-    async fn once(&self, url: &str) -> Result<Bytes, HttpError> {
+    async fn once(&self, url: &str, json: Option<&Bytes>) -> Result<Bytes, HttpError> {
         let uri: hyper::Uri = url.parse().map_err(|_| HttpError::Url(url.to_string()))?;
-        let mut req = Request::get(uri);
+        let mut req = match json {
+            Some(_) => Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json"),
+            None => Request::get(uri),
+        };
         if let Some(t) = &self.bearer {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(json.cloned().unwrap_or_default()))
             .map_err(|e| HttpError::Url(format!("{url}: {e}")))?;
         let mut svc = self.inner.clone();
         let resp = svc
@@ -139,7 +142,7 @@ impl HttpClient {
                 url: url.to_string(),
             })?
             .to_bytes();
-        if status != StatusCode::OK {
+        if !status.is_success() {
             return Err(HttpError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
@@ -166,13 +169,22 @@ impl HttpClient {
     /// GET `url`; retries retryable failures with backoff (100 ms, doubling)
     /// while the budget allows.
     pub async fn get(&self, url: &str) -> Result<Bytes, HttpError> {
+        self.request(url, None).await
+    }
+
+    /// POST a JSON body to `url`, with the same retries.
+    pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<Bytes, HttpError> {
+        self.request(url, Some(Bytes::from(body))).await
+    }
+
+    async fn request(&self, url: &str, json: Option<Bytes>) -> Result<Bytes, HttpError> {
         self.budget
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .deposit();
         let mut attempt = 0;
         loop {
-            match self.once(url).await {
+            match self.once(url, json.as_ref()).await {
                 Ok(b) => return Ok(b),
                 Err(e) => {
                     let allowed = attempt < self.retries

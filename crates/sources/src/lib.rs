@@ -5,11 +5,14 @@
 //! retry budget holds (at most one retry per ten recent requests, plus a
 //! floor of a few per second) so that a struggling server is not hammered.
 //!
+//! - [`alertmanager`]: incidents pushed as alerts, silences read back.
 //! - [`prometheus`]: instant queries per warden metric against a
 //!   Prometheus-compatible server; results become samples.
 
+pub mod alertmanager;
 pub mod http;
 pub mod prometheus;
 
+pub use alertmanager::Alertmanager;
 pub use http::{HttpClient, HttpError};
 pub use prometheus::{PromPull, PullError, PullReport};
