@@ -551,16 +551,19 @@ impl Engine {
             .filter(|i| !i.status.is_closed() || self.dirty.contains(&i.id))
             .cloned()
             .collect();
-        let ok = match am.push(&list, now).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!("alertmanager: {e}");
-                false
-            }
-        };
-        write_live(&self.live)
-            .sources
-            .insert("alertmanager".into(), ok);
+        // In the background: a slow or absent Alertmanager must not hold up
+        // the loop (its timeouts and retries add up).
+        let live = self.live.clone();
+        tokio::spawn(async move {
+            let ok = match am.push(&list, now).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("alertmanager: {e}");
+                    false
+                }
+            };
+            write_live(&live).sources.insert("alertmanager".into(), ok);
+        });
     }
 
     /// Whether an active Alertmanager silence matches the incident's alert
