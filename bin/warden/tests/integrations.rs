@@ -470,3 +470,63 @@ fn incidents_are_pushed_to_alertmanager_and_its_silences_close_the_gate() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Jaeger as a graph source. Jaeger is not packaged for Debian, so this test
+/// serves a fake query service on 127.0.0.1 that answers
+/// `GET /api/dependencies` exactly as Jaeger's query API does (the `data`
+/// array of `parent`, `child`, `callCount`, with `endTs` and `lookback` in
+/// milliseconds): warden pulls it, both services join the catalog, and the
+/// edge appears in `/api/graph` with its call count.
+#[test]
+fn jaeger_dependencies_join_the_graph() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let jaeger_addr = listener.local_addr().expect("addr").to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen_by_fake = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let line = req.lines().next().unwrap_or_default().to_string();
+            seen_by_fake.lock().expect("lock").push(line.clone());
+            let body = if line.starts_with("GET /api/dependencies?endTs=")
+                && line.contains("&lookback=3600000")
+            {
+                r#"{"data":[{"parent":"jg-frontend","child":"jg-cart","callCount":42}],"total":1,"limit":0,"offset":0,"errors":null}"#
+            } else {
+                r#"{"data":null,"errors":[{"code":404,"msg":"not found"}]}"#
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "integrations:\n  jaeger:\n    enabled: true\n    endpoint: http://{jaeger_addr}\n    interval: 1s\n    lookback: 1h\n"
+    );
+    let (_warden, addr) = start_warden(dir.path(), &cfg);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, graph) = get(&addr, "/api/graph", "prom-test-token");
+        let (_, services) = get(&addr, "/api/services", "prom-test-token");
+        if graph.contains("jg-cart") && services.contains("jg-frontend") {
+            assert!(graph.contains("\"backend_calls\":42"), "{graph}");
+            break;
+        }
+        if Instant::now() >= deadline {
+            let (_, metrics) = get(&addr, "/metrics", "prom-test-token");
+            let (_, ready) = get(&addr, "/readyz", "");
+            let n = seen.lock().expect("lock").len();
+            panic!("no jaeger edge after {n} requests:\n{graph}\n{services}\n{metrics}\n{ready}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, ready) = get(&addr, "/readyz", "");
+    assert_eq!(code, 200, "{ready}");
+    assert!(ready.contains("\"jaeger\":true"), "{ready}");
+}

@@ -46,6 +46,9 @@ pub struct Live {
     pub inbox: Vec<warden_model::Sample>,
     /// Alerts received (Alertmanager's webhook), waiting for the loop.
     pub alert_inbox: Vec<warden_model::AlertSignal>,
+    /// Dependency edges pulled from a tracing backend (caller, callee,
+    /// calls over its lookback), waiting for the loop.
+    pub edge_inbox: Vec<(ServiceName, ServiceName, u64)>,
     /// Samples accepted per source, and dropped per reason (for /metrics).
     pub ingested: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,

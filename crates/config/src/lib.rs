@@ -377,11 +377,38 @@ pub struct Integration {
 pub struct IntegrationsConfig {
     pub kubernetes: Integration,
     pub prometheus: PrometheusConfig,
-    pub jaeger: Integration,
+    pub jaeger: JaegerConfig,
     /// The Prometheus remote-write receiver (`POST /api/v1/write`).
     pub remote_write: RemoteWriteConfig,
     /// Pushing incidents to Alertmanager, and its silences as a gate.
     pub alertmanager: AlertmanagerConfig,
+}
+
+/// Pulling the service dependency graph from a Jaeger query service
+/// (`GET /api/dependencies`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct JaegerConfig {
+    pub enabled: bool,
+    /// Base URL of the query service (`http://host:16686`); plain HTTP.
+    pub endpoint: String,
+    /// How often the graph is pulled.
+    pub interval: Duration,
+    /// The window Jaeger counts calls over.
+    pub lookback: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for JaegerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: "http://jaeger:16686".into(),
+            interval: Duration::from_secs(60),
+            lookback: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Alertmanager out: warden's incidents become alerts (`POST
@@ -518,7 +545,7 @@ impl Default for IntegrationsConfig {
         Self {
             kubernetes: off("https://k8s-api-server:6443"),
             prometheus: PrometheusConfig::default(),
-            jaeger: off("http://jaeger:16686"),
+            jaeger: JaegerConfig::default(),
             remote_write: RemoteWriteConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
         }
@@ -749,6 +776,14 @@ impl Config {
                     "expected a warden metric name (cpu_usage, memory_usage, request_latency_p50/p95/p99, error_rate, request_rate, replicas)",
                 );
             }
+        }
+        let jg = &self.integrations.jaeger;
+        if jg.enabled && !jg.endpoint.starts_with("http://") {
+            return bad(
+                "integrations.jaeger.endpoint",
+                jg.endpoint.clone(),
+                "expected an http:// URL",
+            );
         }
         let am = &self.integrations.alertmanager;
         if am.enabled && !am.endpoint.starts_with("http://") {

@@ -22,12 +22,16 @@ pub struct EdgeStats {
     pub last_seen: Option<Timestamp>,
     /// Declared by the registration API or config.
     pub declared: bool,
+    /// Calls counted by a tracing backend's dependency view (Jaeger's
+    /// `/api/dependencies`) over its lookback window, when that is a source.
+    #[serde(default)]
+    pub backend_calls: u64,
 }
 
 impl EdgeStats {
-    /// Whether the edge was ever seen in traces.
+    /// Whether the edge was ever seen in traces (ours or a backend's).
     pub fn observed(&self) -> bool {
-        self.calls > 0
+        self.calls > 0 || self.backend_calls > 0
     }
 
     /// Fraction of observed calls that failed.
@@ -76,6 +80,8 @@ pub struct EdgeView<'a> {
     pub latency_ms_avg: f64,
     pub observed: bool,
     pub declared: bool,
+    /// Calls a tracing backend counted over its lookback (Jaeger).
+    pub backend_calls: u64,
 }
 
 impl Graph {
@@ -104,6 +110,27 @@ impl Graph {
         e.calls += 1;
         e.errors += u64::from(error);
         e.latency_ms_sum += latency_ms;
+        e.first_seen = Some(e.first_seen.map_or(ts, |f| f.min(ts)));
+        e.last_seen = Some(e.last_seen.map_or(ts, |l| l.max(ts)));
+    }
+
+    /// Records a dependency seen by a tracing backend: `calls` over its
+    /// lookback window (replacing the previous count, which covered an
+    /// overlapping window).
+    pub fn observe_dependency(
+        &mut self,
+        caller: &ServiceName,
+        callee: &ServiceName,
+        calls: u64,
+        ts: Timestamp,
+    ) {
+        self.add_node(caller);
+        self.add_node(callee);
+        let e = self
+            .edges
+            .entry((caller.clone(), callee.clone()))
+            .or_default();
+        e.backend_calls = calls;
         e.first_seen = Some(e.first_seen.map_or(ts, |f| f.min(ts)));
         e.last_seen = Some(e.last_seen.map_or(ts, |l| l.max(ts)));
     }
@@ -204,6 +231,7 @@ impl Graph {
                 latency_ms_avg: e.latency_ms_avg(),
                 observed: e.observed(),
                 declared: e.declared,
+                backend_calls: e.backend_calls,
             })
             .collect()
     }

@@ -479,6 +479,25 @@ impl Engine {
         }
     }
 
+    /// Feeds a tracing backend's dependency edges (Jaeger): both services
+    /// join the catalog, the edge joins the graph with its call count.
+    pub fn ingest_dependencies(
+        &mut self,
+        edges: &[(ServiceName, ServiceName, u64)],
+        now: Timestamp,
+    ) {
+        for (a, b, _) in edges {
+            self.ensure_known(a, "jaeger", now);
+            self.ensure_known(b, "jaeger", now);
+        }
+        let mut live = write_live(&self.live);
+        for (a, b, calls) in edges {
+            if live.services.contains_key(a) && live.services.contains_key(b) {
+                live.graph.observe_dependency(a, b, *calls, now);
+            }
+        }
+    }
+
     /// Feeds spans: caller → callee edges across services.
     pub fn ingest_spans(&mut self, spans: &[Span]) {
         let by_id: BTreeMap<u64, &Span> = spans.iter().map(|s| (s.span_id, s)).collect();

@@ -28,18 +28,22 @@ pub use server::{ServerHandle, admin_token, api_state, start_api};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;
 
-/// Hands what arrived over HTTP (remote-write samples, oldest first, and
-/// Alertmanager alerts) to the loop.
+/// Hands what arrived over HTTP (tracing-backend edges, remote-write
+/// samples oldest first, Alertmanager alerts) to the loop.
 use warden_model::Timestamp;
 
 pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine, now: Timestamp) {
-    let (mut samples, alerts) = {
+    let (mut samples, alerts, edges) = {
         let mut l = warden_api::write_live(live);
         (
             std::mem::take(&mut l.inbox),
             std::mem::take(&mut l.alert_inbox),
+            std::mem::take(&mut l.edge_inbox),
         )
     };
+    if !edges.is_empty() {
+        engine.ingest_dependencies(&edges, now);
+    }
     if !samples.is_empty() {
         samples.sort_by_key(|s| s.ts);
         engine.ingest_samples(&samples);

@@ -181,6 +181,37 @@ pub async fn run_serve(
             }
         })
     });
+    let jaeger = config.integrations.jaeger.enabled.then(|| {
+        let jc = config.integrations.jaeger.clone();
+        let live = live.clone();
+        write_live(&live).sources.insert("jaeger".into(), false);
+        tokio::spawn(async move {
+            let pull = warden_sources::JaegerPull::new(jc.clone());
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(
+                jc.interval.millis().max(1000) as u64,
+            ));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let result = pull.pull(wall_now()).await;
+                let mut l = write_live(&live);
+                match result {
+                    Ok((edges, skipped)) => {
+                        l.sources.insert("jaeger".into(), true);
+                        if skipped > 0 {
+                            *l.dropped.entry("jaeger_bad_link".into()).or_default() += skipped;
+                        }
+                        *l.ingested.entry("jaeger".into()).or_default() += edges.len() as u64;
+                        l.edge_inbox.extend(edges);
+                    }
+                    Err(e) => {
+                        tracing::warn!("jaeger: {e}");
+                        l.sources.insert("jaeger".into(), false);
+                    }
+                }
+            }
+        })
+    });
     let interval = config.services.monitoring.interval.millis().max(1000);
     let mut next_tick = now.plus_ms(interval);
     let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -206,7 +237,7 @@ pub async fn run_serve(
         }
     }
     out("shutting down");
-    if let Some(p) = puller {
+    for p in [puller, jaeger].into_iter().flatten() {
         p.abort();
     }
     server.stop().await;
