@@ -6,7 +6,7 @@ use std::path::Path;
 
 use warden_model::Timestamp;
 
-use crate::rca_case::{CaseError, MAX_FILE_BYTES, bad, finite_number};
+use crate::rca_case::{CaseError, bad, finite_number, open_csv};
 
 /// A parsed table.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,21 +41,7 @@ fn parse_time(s: &str) -> Result<i64, String> {
 
 /// Reads and validates `path`. Every error names the line and column.
 pub fn read_metrics_table(path: &Path) -> Result<MetricsTable, CaseError> {
-    let meta = std::fs::metadata(path).map_err(|e| CaseError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(bad(
-            path,
-            format!("{} bytes; at most {MAX_FILE_BYTES} read", meta.len()),
-        ));
-    }
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| bad(path, e.to_string()))?;
+    let mut rdr = open_csv(path, csv::Trim::All)?;
     let headers = rdr.headers().map_err(|e| bad(path, e.to_string()))?.clone();
     let time_col = headers
         .iter()

@@ -54,8 +54,12 @@ pub fn split_column(name: &str) -> Option<(&str, &str)> {
     (!s.is_empty() && !m.is_empty()).then_some((s, m))
 }
 
-/// Reads a metrics CSV. Errors name the line and column.
-pub fn read_table(path: &Path) -> Result<Table, CaseError> {
+/// Opens a CSV with a header for reading, refusing files over
+/// [`MAX_FILE_BYTES`] and rows of uneven length.
+pub(crate) fn open_csv(
+    path: &Path,
+    trim: csv::Trim,
+) -> Result<csv::Reader<std::fs::File>, CaseError> {
     let meta = std::fs::metadata(path).map_err(|e| CaseError::Io {
         path: path.display().to_string(),
         source: e,
@@ -66,10 +70,16 @@ pub fn read_table(path: &Path) -> Result<Table, CaseError> {
             format!("{} bytes; at most {MAX_FILE_BYTES} read", meta.len()),
         ));
     }
-    let mut rdr = csv::ReaderBuilder::new()
+    csv::ReaderBuilder::new()
         .flexible(false)
+        .trim(trim)
         .from_path(path)
-        .map_err(|e| bad(path, e.to_string()))?;
+        .map_err(|e| bad(path, e.to_string()))
+}
+
+/// Reads a metrics CSV. Errors name the line and column.
+pub fn read_table(path: &Path) -> Result<Table, CaseError> {
+    let mut rdr = open_csv(path, csv::Trim::None)?;
     let headers = rdr.headers().map_err(|e| bad(path, e.to_string()))?.clone();
     if headers.get(0).map(str::trim) != Some("time") {
         return Err(bad(

@@ -155,26 +155,21 @@ impl PromPull {
     }
 }
 
-/// Awaits every future (spawned on the runtime so they run concurrently).
+/// Awaits every future, polling them together so that they run
+/// concurrently (the client's concurrency limit bounds the requests in
+/// flight); results in the order of `jobs`.
 async fn futures_join_all<F, T>(jobs: impl Iterator<Item = F>) -> Vec<T>
 where
     F: std::future::Future<Output = T>,
 {
-    let mut set = Vec::new();
-    for j in jobs {
-        set.push(j);
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // The client's concurrency limit bounds the requests in flight; the
-    // futures are polled together by a small join loop.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = set.into_iter().map(Box::pin).collect();
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = jobs.map(Box::pin).collect();
     let mut done: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
+        for (f, slot) in pinned.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
                 match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Ready(v) => *slot = Some(v),
                     std::task::Poll::Pending => pending = true,
                 }
             }
@@ -186,8 +181,7 @@ where
         }
     })
     .await;
-    out.extend(done.into_iter().flatten());
-    out
+    done.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
