@@ -530,3 +530,91 @@ fn jaeger_dependencies_join_the_graph() {
     assert_eq!(code, 200, "{ready}");
     assert!(ready.contains("\"jaeger\":true"), "{ready}");
 }
+
+/// OpenTelemetry traces from the real OpenTelemetry Python SDK and its OTLP
+/// exporters (PyPI `opentelemetry-exporter-otlp-proto-grpc` and `-http`,
+/// installed by `.ci/run` into `target/py`; `WARDEN_PYTHON` names the
+/// interpreter): `scripts/otlp_send.py` exports five traces of a
+/// four-service call tree, one service per request, callees first, over
+/// gRPC and HTTP with and without gzip. The graph must be exactly the call
+/// tree, with the failing callee's error rate, and a wrong token must be
+/// refused on both protocols.
+#[test]
+fn otlp_exporters_build_the_call_graph() {
+    let Some(python) = std::env::var_os("WARDEN_PYTHON") else {
+        assert!(
+            std::env::var("WARDEN_REQUIRE_PYTHON").as_deref() != Ok("1"),
+            "WARDEN_REQUIRE_PYTHON=1 but WARDEN_PYTHON is not set"
+        );
+        eprintln!("WARDEN_PYTHON is not set: skipping the OTLP exporter test");
+        return;
+    };
+    let (grpc, http) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "integrations:\n  otlp:\n    enabled: true\n    grpc_listen: 127.0.0.1:{grpc}\n    http_listen: 127.0.0.1:{http}\n"
+    );
+    let (_warden, addr) = start_warden(dir.path(), &cfg);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/otlp_send.py");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The receivers start right after the API; retry until they answer.
+    let out = loop {
+        let out = Command::new(&python)
+            .args([script, "--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--token", "prom-test-token", "--traces", "5"])
+            .output()
+            .expect("run python");
+        if out.status.success() || Instant::now() >= deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let edges = loop {
+        let (_, graph) = get(&addr, "/api/graph", "prom-test-token");
+        let v: serde_json::Value = serde_json::from_str(&graph).unwrap_or_default();
+        let edges: Vec<(String, String, u64, f64)> = v["edges"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["caller"].as_str().unwrap_or_default().to_string(),
+                            e["callee"].as_str().unwrap_or_default().to_string(),
+                            e["calls"].as_u64().unwrap_or(0),
+                            e["error_rate"].as_f64().unwrap_or(-1.0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if edges.iter().map(|e| e.2).sum::<u64>() >= 15 || Instant::now() >= deadline {
+            break edges;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let e = |a: &str, b: &str, calls: u64, err: f64| (a.to_string(), b.to_string(), calls, err);
+    assert_eq!(
+        edges,
+        vec![
+            e("checkout", "inventory", 5, 0.0),
+            e("checkout", "payment", 5, 1.0),
+            e("frontend", "checkout", 5, 0.0),
+        ],
+        "{log}"
+    );
+    let (_, metrics) = get(&addr, "/metrics", "prom-test-token");
+    for needle in [
+        "warden_ingested_spans_total{source=\"otlp_grpc\"} 15",
+        "warden_ingested_spans_total{source=\"otlp_http\"} 20",
+    ] {
+        assert!(metrics.contains(needle), "{needle}\n{metrics}");
+    }
+}

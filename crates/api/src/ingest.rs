@@ -70,6 +70,16 @@ pub enum WriteError {
     Protobuf(String),
     #[error("{n} series in one request; at most {max}")]
     TooManySeries { n: usize, max: usize },
+    #[error(
+        "tenant {tenant:?}: {new} new series would make {total} active; at most {max} \
+         (integrations.remote_write.max_active_series)"
+    )]
+    TooManyActiveSeries {
+        tenant: String,
+        new: usize,
+        total: usize,
+        max: usize,
+    },
     #[error("series {index} ({name}) has {n} labels; at most {max}")]
     TooManyLabels {
         index: usize,
@@ -87,12 +97,14 @@ pub struct Decoded {
     pub dropped: Vec<(&'static str, u64)>,
 }
 
-/// Decodes and maps one remote-write body.
+/// Decodes and maps one remote-write body with the limits of `tenant`.
 pub fn decode(
     body: &[u8],
     encoding: Option<&str>,
     c: &warden_config::RemoteWriteConfig,
+    tenant: &str,
 ) -> Result<Decoded, WriteError> {
+    let (max_series, max_labels, _) = c.limits_for(tenant);
     match encoding {
         Some(e) if e.eq_ignore_ascii_case("snappy") => {}
         other => return Err(WriteError::Encoding(other.unwrap_or("").to_string())),
@@ -109,10 +121,10 @@ pub fn decode(
         .map_err(|e| WriteError::Snappy(e.to_string()))?;
     let req =
         WriteRequest::decode(raw.as_slice()).map_err(|e| WriteError::Protobuf(e.to_string()))?;
-    if req.timeseries.len() > c.max_series {
+    if req.timeseries.len() > max_series {
         return Err(WriteError::TooManySeries {
             n: req.timeseries.len(),
-            max: c.max_series,
+            max: max_series,
         });
     }
     let mut out = Decoded::default();
@@ -125,12 +137,12 @@ pub fn decode(
                 .map(|l| l.value.as_str())
         };
         let name = label("__name__").unwrap_or("");
-        if ts.labels.len() > c.max_labels {
+        if ts.labels.len() > max_labels {
             return Err(WriteError::TooManyLabels {
                 index,
                 name: name.to_string(),
                 n: ts.labels.len(),
-                max: c.max_labels,
+                max: max_labels,
             });
         }
         let n = ts.samples.len() as u64;
@@ -167,6 +179,53 @@ pub fn decode(
     Ok(out)
 }
 
+/// Admits the series of `samples` against `tenant`'s active-series limit
+/// at `now`: all or nothing. Series not written for `ttl_ms` stop counting.
+pub fn admit_series(
+    live: &mut Live,
+    tenant: &str,
+    samples: &[Sample],
+    max_active: usize,
+    ttl_ms: i64,
+    now: Timestamp,
+) -> Result<(), WriteError> {
+    // Samples of one series are contiguous: one lookup per run.
+    let mut keys: Vec<(ServiceName, Metric)> = Vec::new();
+    for s in samples {
+        if keys
+            .last()
+            .is_none_or(|(svc, m)| *m != s.metric || *svc != s.service)
+        {
+            keys.push((s.service.clone(), s.metric));
+        }
+    }
+    let active = live.tenant_series.entry(tenant.to_string()).or_default();
+    let count_new = |active: &std::collections::HashMap<_, _>| {
+        let mut new: Vec<&(ServiceName, Metric)> =
+            keys.iter().filter(|k| !active.contains_key(*k)).collect();
+        new.sort();
+        new.dedup();
+        new.len()
+    };
+    let mut new = count_new(active);
+    if new > 0 && active.len() + new > max_active {
+        active.retain(|_, last| now.millis() - last.millis() <= ttl_ms);
+        new = count_new(active);
+        if active.len() + new > max_active {
+            return Err(WriteError::TooManyActiveSeries {
+                tenant: tenant.to_string(),
+                new,
+                total: active.len() + new,
+                max: max_active,
+            });
+        }
+    }
+    for k in keys {
+        active.insert(k, now);
+    }
+    Ok(())
+}
+
 /// Counts ingested samples of `source` and queues them for the loop,
 /// dropping (and counting) what exceeds `max_pending`.
 pub fn enqueue(live: &mut Live, source: &str, samples: Vec<Sample>, max_pending: usize) {
@@ -201,9 +260,22 @@ pub async fn remote_write(
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    match decode(&body, encoding, c) {
+    let (_, _, max_active) = c.limits_for(&p.name);
+    let decoded = decode(&body, encoding, c, &p.name);
+    let mut live = write_live(&s.live);
+    let admitted = decoded.and_then(|d| {
+        admit_series(
+            &mut live,
+            &p.name,
+            &d.samples,
+            max_active,
+            c.active_series_ttl.millis(),
+            (s.clock)(),
+        )
+        .map(|()| d)
+    });
+    match admitted {
         Ok(d) => {
-            let mut live = write_live(&s.live);
             for (reason, n) in d.dropped {
                 *live.dropped.entry(reason.to_string()).or_default() += n;
             }
@@ -237,6 +309,36 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
             escape_label(reason)
         ));
     }
+    out.push_str("# TYPE warden_ingested_spans counter\n");
+    out.push_str(
+        "# HELP warden_ingested_spans Spans accepted for the dependency graph, by source.\n",
+    );
+    for (source, n) in &live.ingested_spans {
+        out.push_str(&format!(
+            "warden_ingested_spans_total{{source=\"{}\"}} {n}\n",
+            escape_label(source)
+        ));
+    }
+    out.push_str("# TYPE warden_dropped_spans counter\n");
+    out.push_str("# HELP warden_dropped_spans Spans received but not used, by reason.\n");
+    for (reason, n) in live
+        .dropped_spans
+        .iter()
+        .chain([(&"join_expired".to_string(), &live.spans_expired)])
+    {
+        out.push_str(&format!(
+            "warden_dropped_spans_total{{reason=\"{}\"}} {n}\n",
+            escape_label(reason)
+        ));
+    }
+    out.push_str("# TYPE warden_pending_spans gauge\n");
+    out.push_str(
+        "# HELP warden_pending_spans Spans waiting for the loop or for their parent or child.\n",
+    );
+    out.push_str(&format!(
+        "warden_pending_spans {}\n",
+        live.span_inbox.len() as u64 + live.spans_pending
+    ));
     out.push_str("# TYPE warden_pending_samples gauge\n");
     out.push_str(&format!("warden_pending_samples {}\n", live.inbox.len()));
     out.push_str("# TYPE warden_active_anomalies gauge\n");

@@ -17,6 +17,7 @@
 mod auth;
 mod dashboard;
 pub mod ingest;
+pub mod otlp;
 mod routes;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use warden_model::{Anomaly, Graph, Service, ServiceName, Timestamp};
 use warden_store::Store;
 
 pub use auth::{Principal, TokenTable};
-pub use routes::router;
+pub use routes::{otlp_router, router};
 
 /// The live picture the loop maintains and the API serves.
 #[derive(Debug, Default)]
@@ -52,6 +53,19 @@ pub struct Live {
     /// Samples accepted per source, and dropped per reason (for /metrics).
     pub ingested: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
+    /// Spans received (OTLP), waiting for the loop.
+    pub span_inbox: Vec<warden_model::Span>,
+    /// Spans accepted per source, and dropped per reason (for /metrics).
+    pub ingested_spans: BTreeMap<String, u64>,
+    pub dropped_spans: BTreeMap<String, u64>,
+    /// Spans the loop holds waiting for their parent or child, and those it
+    /// gave up on (no other half within the join window).
+    pub spans_pending: u64,
+    pub spans_expired: u64,
+    /// Active (service, metric) series per remote-write tenant, with when
+    /// each was last written.
+    pub tenant_series:
+        BTreeMap<String, std::collections::HashMap<(ServiceName, warden_model::Metric), Timestamp>>,
 }
 
 impl Live {

@@ -54,6 +54,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/alertmanager/webhook",
             post(crate::ingest::alertmanager_webhook),
         )
+        .route("/v1/traces", post(crate::otlp::http_traces))
+        .route(crate::otlp::GRPC_PATH, post(crate::otlp::grpc_export))
         .route("/api/capacity", get(capacity))
         .route("/api/capacity/{name}", get(capacity_of))
         .route("/api/incidents", get(incidents))
@@ -73,6 +75,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/logout", post(dashboard::logout))
         .fallback(|| async { error_json(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
+        .with_state(state)
+}
+
+/// The OTLP receivers alone (with the same token auth), for their own
+/// listeners (`integrations.otlp.grpc_listen` / `http_listen`).
+pub fn otlp_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/traces", post(crate::otlp::http_traces))
+        .route(crate::otlp::GRPC_PATH, post(crate::otlp::grpc_export))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .fallback(|| async { error_json(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
 

@@ -699,3 +699,343 @@ async fn alertmanager_webhook_alerts_reach_the_inbox_and_bad_payloads_are_refuse
         "refusals change nothing"
     );
 }
+
+/// Per-tenant limits: the tenant is the token's name; a request that would
+/// take a tenant past its active-series limit is refused whole, and a
+/// million-label series is refused naming its label count.
+#[tokio::test]
+async fn remote_write_tenant_limits_refuse_whole_requests() {
+    let (s, _) = state();
+    let mut cfg = (*s.config).clone();
+    cfg.integrations.remote_write.max_active_series = 3;
+    cfg.integrations.remote_write.tenants.insert(
+        "admin".into(),
+        warden_config::TenantLimits {
+            max_active_series: Some(100),
+            ..Default::default()
+        },
+    );
+    let s = ApiState {
+        config: Arc::new(cfg),
+        ..s
+    };
+    let series = |svc: &'static str| -> Series<'static> {
+        let labels: &'static [(&'static str, &'static str)] =
+            Box::leak(Box::new([("__name__", "cpu_usage"), ("service", svc)]));
+        (labels, &[(0.5, 1_700_000_000_000)])
+    };
+    let ok = write_body(&[series("a"), series("b"), series("c")]);
+    assert_eq!(
+        post_write(&s, OPERATOR, ok.clone(), "snappy").await.0,
+        StatusCode::NO_CONTENT
+    );
+    // Writing the same series again is fine; a fourth is not, and the
+    // request's other samples are not kept either.
+    assert_eq!(
+        post_write(&s, OPERATOR, ok, "snappy").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (code, v) = post_write(
+        &s,
+        OPERATOR,
+        write_body(&[series("a"), series("d")]),
+        "snappy",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let msg = v.to_string();
+    assert!(
+        msg.contains("\\\"ops\\\"") && msg.contains("at most 3"),
+        "{msg}"
+    );
+    assert_eq!(s.live.read().expect("lock").inbox.len(), 6);
+    // Another tenant has its own count and its own limit.
+    assert_eq!(
+        post_write(&s, ADMIN, write_body(&[series("d"), series("e")]), "snappy")
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    // A label bomb: one series with a million labels.
+    let labels: Vec<(String, String)> = (0..1_000_000)
+        .map(|i| (format!("l{i}"), "v".into()))
+        .collect();
+    let refs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (code, v) = post_write(&s, ADMIN, write_body(&[(&refs, &[(1.0, 1)])]), "snappy").await;
+    assert!(code.is_client_error(), "{code}");
+    assert!(v.to_string().contains("1000000 labels"), "{v}");
+    // A label value that is not UTF-8 fails the protobuf string check.
+    let mut raw = {
+        use prost::Message;
+        warden_api::ingest::WriteRequest {
+            timeseries: vec![warden_api::ingest::TimeSeries {
+                labels: vec![warden_api::ingest::Label {
+                    name: "service".into(),
+                    value: "zzzz".into(),
+                }],
+                samples: vec![],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let at = raw.windows(4).position(|w| w == b"zzzz").expect("value");
+    raw[at] = 0xc3;
+    raw[at + 1] = 0x28;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy");
+    let (code, v) = post_write(&s, ADMIN, body, "snappy").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        v.to_string().contains("UTF-8") || v.to_string().contains("utf-8"),
+        "{v}"
+    );
+    assert_eq!(s.live.read().expect("lock").inbox.len(), 8);
+}
+
+fn otlp_body(service: &str, spans: &[(u8, u8, Option<u8>)]) -> Vec<u8> {
+    use prost::Message;
+    use warden_api::otlp::*;
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        string_value: Some(service.into()),
+                    }),
+                }],
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: spans
+                    .iter()
+                    .map(|&(trace, id, parent)| OtlpSpan {
+                        trace_id: [[trace; 8], [7; 8]].concat(),
+                        span_id: vec![id; 8],
+                        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                        name: "call".into(),
+                        kind: 2,
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        end_time_unix_nano: 1_700_000_000_010_000_000,
+                        status: None,
+                    })
+                    .collect(),
+            }],
+        }],
+    }
+    .encode_to_vec()
+}
+
+async fn send(
+    s: &ApiState,
+    req: Request<Body>,
+) -> (
+    StatusCode,
+    axum::http::HeaderMap,
+    Vec<u8>,
+    Option<axum::http::HeaderMap>,
+) {
+    let resp = router(s.clone()).oneshot(req).await.expect("response");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let collected = resp.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    (status, headers, collected.to_bytes().to_vec(), trailers)
+}
+
+fn otlp_enabled() -> ApiState {
+    let (s, _) = state();
+    let mut cfg = (*s.config).clone();
+    cfg.integrations.otlp.enabled = true;
+    cfg.integrations.otlp.max_body_bytes = 64 << 10;
+    ApiState {
+        config: Arc::new(cfg),
+        ..s
+    }
+}
+
+/// OTLP/HTTP as the OpenTelemetry SDKs send it: binary protobuf, optionally
+/// gzip; answers are protobuf (`ExportTraceServiceResponse`, or a
+/// `google.rpc.Status` for errors).
+#[tokio::test]
+async fn otlp_http_spans_reach_the_inbox_and_bad_bodies_are_refused() {
+    use prost::Message;
+    use warden_api::otlp::{ExportTraceServiceResponse, RpcStatus};
+    let s = otlp_enabled();
+    let post = |token: &str, ctype: &str, encoding: Option<&str>, body: Vec<u8>| {
+        let mut r = Request::post("/v1/traces")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, ctype);
+        if let Some(e) = encoding {
+            r = r.header(header::CONTENT_ENCODING, e);
+        }
+        r.body(Body::from(body)).expect("request")
+    };
+    let body = otlp_body("checkout", &[(1, 1, None), (1, 2, Some(1))]);
+    let (code, _, _, _) = send(
+        &s,
+        post(VIEWER, "application/x-protobuf", None, body.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, h, bytes, _) = send(&s, post(OPERATOR, "application/x-protobuf", None, body)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/x-protobuf");
+    let answer = ExportTraceServiceResponse::decode(bytes.as_slice()).expect("response");
+    assert_eq!(answer.partial_success, None);
+    // gzip, with one span rejected: partial success names it.
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut z,
+        &otlp_body("payment", &[(1, 3, Some(2)), (1, 0, None)]),
+    )
+    .expect("gzip");
+    let gz = z.finish().expect("gzip");
+    let (code, _, bytes, _) = send(
+        &s,
+        post(OPERATOR, "application/x-protobuf", Some("gzip"), gz),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let partial = ExportTraceServiceResponse::decode(bytes.as_slice())
+        .expect("response")
+        .partial_success
+        .expect("partial");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("span_id"),
+        "{}",
+        partial.error_message
+    );
+    {
+        let live = s.live.read().expect("lock");
+        assert_eq!(live.span_inbox.len(), 3);
+        assert_eq!(live.ingested_spans.get("otlp_http"), Some(&3));
+        assert_eq!(live.dropped_spans.get("invalid"), Some(&1));
+    }
+    // Refusals: JSON, unknown compression, garbage, gzip bombs, too large.
+    for (ctype, enc, body, want, needle) in [
+        (
+            "application/json",
+            None,
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "application/x-protobuf",
+            Some("br"),
+            vec![1],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "\"br\"",
+        ),
+        (
+            "application/x-protobuf",
+            None,
+            vec![0xff; 32],
+            StatusCode::BAD_REQUEST,
+            "protobuf",
+        ),
+        (
+            "application/x-protobuf",
+            Some("gzip"),
+            b"nope".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "gzip",
+        ),
+        (
+            "application/x-protobuf",
+            None,
+            vec![0; 70 << 10],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "at most",
+        ),
+    ] {
+        let (code, _, bytes, _) = send(&s, post(OPERATOR, ctype, enc, body)).await;
+        assert_eq!(code, want, "{ctype} {enc:?}");
+        let status = RpcStatus::decode(bytes.as_slice()).expect("google.rpc.Status");
+        assert!(status.message.contains(needle), "{}", status.message);
+    }
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut z, &vec![0u8; 40 << 20]).expect("gzip");
+    let bomb = z.finish().expect("gzip");
+    assert!(bomb.len() < 64 << 10);
+    let (code, _, _, _) = send(
+        &s,
+        post(OPERATOR, "application/x-protobuf", Some("gzip"), bomb),
+    )
+    .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.live.read().expect("lock").span_inbox.len(), 3);
+    // Disabled: 404 saying how to turn it on.
+    let (plain, _) = state();
+    let (code, _, bytes, _) = send(
+        &plain,
+        post(OPERATOR, "application/x-protobuf", None, vec![]),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&bytes).contains("integrations.otlp.enabled"));
+}
+
+/// OTLP/gRPC's unary Export as a gRPC client frames it (5-byte prefix,
+/// optional gzip with grpc-encoding), answered with a framed
+/// `ExportTraceServiceResponse` and `grpc-status` in the trailers, or a
+/// Trailers-Only error.
+#[tokio::test]
+async fn otlp_grpc_export_is_answered_with_grpc_status() {
+    use prost::Message;
+    use warden_api::otlp::{ExportTraceServiceResponse, GRPC_PATH};
+    let s = otlp_enabled();
+    let frame = |compressed: bool, msg: &[u8]| {
+        let mut f = vec![u8::from(compressed)];
+        f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        f.extend_from_slice(msg);
+        f
+    };
+    let post = |encoding: Option<&str>, body: Vec<u8>| {
+        let mut r = Request::post(GRPC_PATH)
+            .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header("te", "trailers");
+        if let Some(e) = encoding {
+            r = r.header("grpc-encoding", e);
+        }
+        r.body(Body::from(body)).expect("request")
+    };
+    let msg = otlp_body("frontend", &[(2, 1, None), (2, 9, Some(8))]);
+    let (code, h, bytes, trailers) = send(&s, post(None, frame(false, &msg))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/grpc");
+    let trailers = trailers.expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(bytes[0], 0);
+    let answer = ExportTraceServiceResponse::decode(&bytes[5..]).expect("response");
+    assert_eq!(answer.partial_success, None);
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut z, &otlp_body("cart", &[(2, 8, Some(1))])).expect("gzip");
+    let (_, _, _, trailers) = send(
+        &s,
+        post(Some("gzip"), frame(true, &z.finish().expect("gz"))),
+    )
+    .await;
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    assert_eq!(s.live.read().expect("lock").span_inbox.len(), 3);
+    // Errors are Trailers-Only: status and message in the headers.
+    for (enc, body, want) in [
+        (None, vec![0, 0, 0], "3"),
+        (None, frame(false, &[0xff; 8]), "3"),
+        (Some("snappy"), frame(true, &msg), "12"),
+        (None, frame(false, &vec![0; 70 << 10]), "8"),
+    ] {
+        let (code, h, bytes, _) = send(&s, post(enc, body)).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(h["grpc-status"], want, "{:?}", h.get("grpc-message"));
+        assert!(!h["grpc-message"].is_empty());
+        assert!(bytes.is_empty());
+    }
+    assert_eq!(s.live.read().expect("lock").span_inbox.len(), 3);
+}

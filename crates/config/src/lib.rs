@@ -382,6 +382,61 @@ pub struct IntegrationsConfig {
     pub remote_write: RemoteWriteConfig,
     /// Pushing incidents to Alertmanager, and its silences as a gate.
     pub alertmanager: AlertmanagerConfig,
+    /// OpenTelemetry trace receivers (OTLP over gRPC and HTTP/protobuf).
+    pub otlp: OtlpConfig,
+}
+
+/// OTLP trace receivers. Spans build the dependency graph: a span whose
+/// parent belongs to another service is a call from that service, with the
+/// span's duration and status. Parents and children often arrive in
+/// different requests (each service exports its own spans), so spans wait
+/// up to `join_window` for their other half, at most `max_pending_spans` of
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Accept spans: `POST /v1/traces` on the API's port, plus the
+    /// listeners below.
+    pub enabled: bool,
+    /// OTLP/gRPC listener (`TraceService/Export`); empty for none.
+    pub grpc_listen: String,
+    /// OTLP/HTTP listener (`POST /v1/traces`); empty for none.
+    pub http_listen: String,
+    /// Largest (compressed) request body; 413 / RESOURCE_EXHAUSTED above.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip is undone.
+    pub max_decoded_bytes: usize,
+    /// Most spans in one request.
+    pub max_spans: usize,
+    /// How long a span waits for its parent or child to arrive.
+    pub join_window: Duration,
+    /// Most spans waiting to be joined; the oldest go first.
+    pub max_pending_spans: usize,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            grpc_listen: "127.0.0.1:4317".into(),
+            http_listen: "127.0.0.1:4318".into(),
+            max_body_bytes: 4 << 20,
+            max_decoded_bytes: 32 << 20,
+            max_spans: 100_000,
+            join_window: Duration::from_secs(30),
+            max_pending_spans: 200_000,
+        }
+    }
+}
+
+/// Limits one tenant (an API token's name; `anonymous` without auth) gets
+/// at the remote-write receiver instead of the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimits {
+    pub max_series: Option<usize>,
+    pub max_labels: Option<usize>,
+    pub max_active_series: Option<usize>,
 }
 
 /// Pulling the service dependency graph from a Jaeger query service
@@ -520,6 +575,27 @@ pub struct RemoteWriteConfig {
     pub service_label: String,
     /// Samples waiting for the loop beyond this are dropped (and counted).
     pub max_pending: usize,
+    /// Most distinct (service, metric) series one tenant may keep active;
+    /// a request adding series past it is refused whole (400).
+    pub max_active_series: usize,
+    /// A series not written for this long stops counting as active.
+    pub active_series_ttl: Duration,
+    /// Per-tenant overrides of `max_series`, `max_labels` and
+    /// `max_active_series`, by token name.
+    pub tenants: BTreeMap<String, TenantLimits>,
+}
+
+impl RemoteWriteConfig {
+    /// The limits `tenant` gets: (max_series, max_labels, max_active_series).
+    pub fn limits_for(&self, tenant: &str) -> (usize, usize, usize) {
+        let t = self.tenants.get(tenant);
+        (
+            t.and_then(|t| t.max_series).unwrap_or(self.max_series),
+            t.and_then(|t| t.max_labels).unwrap_or(self.max_labels),
+            t.and_then(|t| t.max_active_series)
+                .unwrap_or(self.max_active_series),
+        )
+    }
 }
 
 impl Default for RemoteWriteConfig {
@@ -532,6 +608,9 @@ impl Default for RemoteWriteConfig {
             max_labels: 64,
             service_label: "service".into(),
             max_pending: 1_000_000,
+            max_active_series: 100_000,
+            active_series_ttl: Duration::from_secs(3600),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -548,6 +627,7 @@ impl Default for IntegrationsConfig {
             jaeger: JaegerConfig::default(),
             remote_write: RemoteWriteConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -792,6 +872,73 @@ impl Config {
                 am.endpoint.clone(),
                 "expected an http:// URL",
             );
+        }
+        let ot = &self.integrations.otlp;
+        if ot.enabled {
+            for (key, v) in [
+                ("integrations.otlp.grpc_listen", &ot.grpc_listen),
+                ("integrations.otlp.http_listen", &ot.http_listen),
+            ] {
+                if !v.is_empty() && v.parse::<SocketAddr>().is_err() {
+                    return bad(
+                        key,
+                        format!("{v:?}"),
+                        "expected host:port (e.g. 127.0.0.1:4317) or empty for none",
+                    );
+                }
+            }
+            if !ot.grpc_listen.is_empty() && ot.grpc_listen == ot.http_listen {
+                return bad(
+                    "integrations.otlp.http_listen",
+                    format!("{:?}", ot.http_listen),
+                    "expected an address other than grpc_listen",
+                );
+            }
+            for (key, v, lo, hi) in [
+                (
+                    "integrations.otlp.max_body_bytes",
+                    ot.max_body_bytes,
+                    1024,
+                    256 << 20,
+                ),
+                (
+                    "integrations.otlp.max_decoded_bytes",
+                    ot.max_decoded_bytes,
+                    1024,
+                    1 << 30,
+                ),
+                ("integrations.otlp.max_spans", ot.max_spans, 1, 10_000_000),
+                (
+                    "integrations.otlp.max_pending_spans",
+                    ot.max_pending_spans,
+                    1,
+                    100_000_000,
+                ),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return bad(key, v.to_string(), &format!("expected {lo}..={hi}"));
+                }
+            }
+        }
+        let rw = &self.integrations.remote_write;
+        for tenant in std::iter::once("").chain(rw.tenants.keys().map(String::as_str)) {
+            let (series, labels, active) = rw.limits_for(tenant);
+            let key = |k: &str| {
+                if tenant.is_empty() {
+                    format!("integrations.remote_write.{k}")
+                } else {
+                    format!("integrations.remote_write.tenants.{tenant}.{k}")
+                }
+            };
+            for (k, v) in [
+                ("max_series", series),
+                ("max_labels", labels),
+                ("max_active_series", active),
+            ] {
+                if v == 0 || v > 100_000_000 {
+                    return bad(&key(k), v.to_string(), "expected 1..=100000000");
+                }
+            }
         }
         let c = &self.capacity;
         for (key, v) in [
@@ -1071,6 +1218,21 @@ mod tests {
             ("services:\n  recovery:\n    mode: yolo\n", "mode", "yolo"),
             ("analyst:\n  temperature: 3\n", "temperature", "3"),
             ("api:\n  listen: nowhere\n", "api.listen", "nowhere"),
+            (
+                "integrations:\n  otlp:\n    enabled: true\n    grpc_listen: ':4317'\n",
+                "integrations.otlp.grpc_listen",
+                ":4317",
+            ),
+            (
+                "integrations:\n  otlp:\n    enabled: true\n    max_spans: 0\n",
+                "integrations.otlp.max_spans",
+                "0",
+            ),
+            (
+                "integrations:\n  remote_write:\n    tenants:\n      eu: {max_active_series: 0}\n",
+                "integrations.remote_write.tenants.eu.max_active_series",
+                "0",
+            ),
             (
                 "api:\n  tokens:\n    - {name: a, role: admin, sha256: abc}\n",
                 "sha256",

@@ -26,6 +26,24 @@ pub struct EdgeStats {
     /// `/api/dependencies`) over its lookback window, when that is a source.
     #[serde(default)]
     pub backend_calls: u64,
+    /// Observed latencies in [`LATENCY_BUCKETS`] log-spaced buckets (empty
+    /// until the first call), for percentiles.
+    #[serde(default)]
+    pub latency_hist: Vec<u32>,
+}
+
+/// Number of latency buckets per edge: bucket `i` holds latencies up to
+/// `0.1 ms · √2^(i+1)`; the last one everything above (about 28 minutes).
+pub const LATENCY_BUCKETS: usize = 48;
+
+fn latency_bucket(ms: f64) -> usize {
+    // NaN and anything up to 0.1 ms go to the first bucket.
+    if ms.is_nan() || ms <= 0.1 {
+        return 0;
+    }
+    // log_√2(ms / 0.1) = 2·log2(ms / 0.1)
+    let i = (2.0 * (ms / 0.1).log2()).floor() as usize;
+    i.min(LATENCY_BUCKETS - 1)
 }
 
 impl EdgeStats {
@@ -50,6 +68,26 @@ impl EdgeStats {
         } else {
             self.latency_ms_sum / self.calls as f64
         }
+    }
+
+    /// The `q` quantile (0..=1) of observed latency in milliseconds, from
+    /// the histogram: the geometric middle of the bucket it falls in (within
+    /// ±19%). 0 without observations.
+    pub fn latency_ms_quantile(&self, q: f64) -> f64 {
+        let total: u64 = self.latency_hist.iter().map(|&c| u64::from(c)).sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (i, &c) in self.latency_hist.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                // Bucket i spans 0.1·√2^i .. 0.1·√2^(i+1); bucket 0 from 0.
+                return 0.1 * std::f64::consts::SQRT_2.powf(i as f64 + 0.5);
+            }
+        }
+        0.0
     }
 
     /// Observed calls per second between first and last sighting.
@@ -78,6 +116,10 @@ pub struct EdgeView<'a> {
     pub call_rate: f64,
     pub error_rate: f64,
     pub latency_ms_avg: f64,
+    /// Latency percentiles from the edge's histogram (0 when unobserved).
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    pub latency_ms_p99: f64,
     pub observed: bool,
     pub declared: bool,
     /// Calls a tracing backend counted over its lookback (Jaeger).
@@ -110,6 +152,11 @@ impl Graph {
         e.calls += 1;
         e.errors += u64::from(error);
         e.latency_ms_sum += latency_ms;
+        if e.latency_hist.is_empty() {
+            e.latency_hist = vec![0; LATENCY_BUCKETS];
+        }
+        let b = &mut e.latency_hist[latency_bucket(latency_ms)];
+        *b = b.saturating_add(1);
         e.first_seen = Some(e.first_seen.map_or(ts, |f| f.min(ts)));
         e.last_seen = Some(e.last_seen.map_or(ts, |l| l.max(ts)));
     }
@@ -229,6 +276,9 @@ impl Graph {
                 call_rate: e.call_rate(),
                 error_rate: e.error_rate(),
                 latency_ms_avg: e.latency_ms_avg(),
+                latency_ms_p50: e.latency_ms_quantile(0.5),
+                latency_ms_p95: e.latency_ms_quantile(0.95),
+                latency_ms_p99: e.latency_ms_quantile(0.99),
                 observed: e.observed(),
                 declared: e.declared,
                 backend_calls: e.backend_calls,
@@ -248,6 +298,26 @@ mod tests {
 
     fn n(s: &str) -> ServiceName {
         ServiceName::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_histogram() {
+        let mut g = Graph::default();
+        let t = Timestamp::from_secs(100);
+        // 1..=100 ms: p50 ≈ 50, p95 ≈ 95, p99 ≈ 99 within a bucket (±19%).
+        for ms in 1..=100 {
+            g.observe_call(&n("a"), &n("b"), ms as f64, false, t);
+        }
+        let e = g.edge(&n("a"), &n("b")).expect("edge");
+        for (q, want) in [(0.5, 50.0), (0.95, 95.0), (0.99, 99.0)] {
+            let got = e.latency_ms_quantile(q);
+            assert!((got / want - 1.0).abs() < 0.2, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(EdgeStats::default().latency_ms_quantile(0.5), 0.0);
+        // Extremes land in the end buckets instead of overflowing.
+        assert_eq!(latency_bucket(0.0), 0);
+        assert_eq!(latency_bucket(f64::NAN), 0);
+        assert_eq!(latency_bucket(1e12), LATENCY_BUCKETS - 1);
     }
 
     #[test]

@@ -30,5 +30,5 @@ pub use metric::{Metric, Sample};
 pub use name::{NameError, ServiceName};
 pub use rng::Rng;
 pub use service::{Registration, RegistrationError, Service};
-pub use span::Span;
+pub use span::{Call, Span, SpanJoiner};
 pub use time::Timestamp;

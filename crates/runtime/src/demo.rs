@@ -259,13 +259,17 @@ pub async fn run_demo(
                 opts.admin_token.as_deref(),
                 clock.clone(),
             );
-            let h = start_api(state, addr).await?;
+            let h = start_api(state.clone(), addr).await?;
             out(&format!(
                 "API and dashboard on http://{}/ (mode {})",
                 h.addr,
                 opts.mode.as_str()
             ));
-            Some(h)
+            let receivers = crate::start_otlp(state).await?;
+            for (proto, r) in &receivers {
+                out(&format!("{proto} receiver on {}", r.addr));
+            }
+            Some((h, receivers))
         }
         None => None,
     };
@@ -354,7 +358,10 @@ pub async fn run_demo(
             }
         }
     }
-    if let Some(h) = server {
+    if let Some((h, receivers)) = server {
+        for (_, r) in receivers {
+            r.stop().await;
+        }
         h.stop().await;
     }
     let Some((scenario, target, fault_ts)) = injected.filter(|_| opts.scenario.is_some()) else {

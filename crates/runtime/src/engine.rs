@@ -16,7 +16,7 @@ use warden_detect::{
 use warden_forecast::{PlanParams, build_plan};
 use warden_model::{
     Action, Anomaly, Candidate, Change, Incident, IncidentId, IncidentStatus, JournalEntry,
-    JournalEvent, Metric, Sample, Service, ServiceName, Span, Timestamp,
+    JournalEvent, Metric, Sample, Service, ServiceName, Span, SpanJoiner, Timestamp,
 };
 use warden_model::{AlertSignal, CapacityPlan};
 use warden_remediate::{
@@ -71,6 +71,8 @@ pub struct Engine {
     dirty: BTreeSet<IncidentId>,
     capacity: CapacityState,
     alertmanager: Option<Arc<warden_sources::Alertmanager>>,
+    /// Joins spans with their parents across exports (OTLP, the simulator).
+    spans: SpanJoiner,
     now: Timestamp,
 }
 
@@ -136,6 +138,10 @@ impl Engine {
         let gates = Gates::from_config(&config.services.recovery);
         let correlator = Correlator::new(CorrelateParams::from_config(&config.correlation));
         let mut engine = Self {
+            spans: SpanJoiner::new(
+                config.integrations.otlp.join_window.millis(),
+                config.integrations.otlp.max_pending_spans,
+            ),
             cfg: config,
             store,
             live,
@@ -498,30 +504,25 @@ impl Engine {
         }
     }
 
-    /// Feeds spans: caller → callee edges across services.
-    pub fn ingest_spans(&mut self, spans: &[Span]) {
-        let by_id: BTreeMap<u64, &Span> = spans.iter().map(|s| (s.span_id, s)).collect();
-        for s in spans {
-            self.ensure_known(&s.service, "traces", s.start);
+    /// Feeds spans that arrived at `now`: a span whose parent (in this
+    /// batch or an earlier one) belongs to another service is a call on
+    /// the caller → callee edge. Returns how many calls were found.
+    pub fn ingest_spans(&mut self, spans: &[Span], now: Timestamp) -> usize {
+        let services: BTreeSet<&ServiceName> = spans.iter().map(|s| &s.service).collect();
+        for svc in services {
+            self.ensure_known(svc, "traces", now);
         }
+        let calls = self.spans.push(spans, now);
         let mut live = write_live(&self.live);
-        for s in spans {
-            let Some(parent) = s.parent_span_id.and_then(|p| by_id.get(&p)) else {
-                continue;
-            };
-            if parent.service != s.service
-                && live.services.contains_key(&s.service)
-                && live.services.contains_key(&parent.service)
-            {
-                live.graph.observe_call(
-                    &parent.service,
-                    &s.service,
-                    s.duration_ms,
-                    s.error,
-                    s.start,
-                );
+        live.spans_pending = self.spans.pending() as u64;
+        live.spans_expired = self.spans.expired;
+        for c in &calls {
+            if live.services.contains_key(&c.caller) && live.services.contains_key(&c.callee) {
+                live.graph
+                    .observe_call(&c.caller, &c.callee, c.latency_ms, c.error, c.ts);
             }
         }
+        calls.len()
     }
 
     /// Feeds changes reported by the deployment system.

@@ -24,25 +24,29 @@ mod sim_source;
 pub use demo::{DemoError, DemoOptions, DemoSummary, SummaryAction, print_entries, run_demo};
 pub use engine::{Engine, EngineParts};
 pub use serve::{ServeOptions, run_serve, wall_now};
-pub use server::{ServerHandle, admin_token, api_state, start_api};
+pub use server::{ServerHandle, admin_token, api_state, start_api, start_otlp};
 pub use sim_exec::SimExecutor;
 pub use sim_source::SimSource;
 
-/// Hands what arrived over HTTP (tracing-backend edges, remote-write
-/// samples oldest first, Alertmanager alerts) to the loop.
 use warden_model::Timestamp;
 
+/// Hands what arrived over HTTP (tracing-backend edges, OTLP spans,
+/// remote-write samples oldest first, Alertmanager alerts) to the loop.
 pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine, now: Timestamp) {
-    let (mut samples, alerts, edges) = {
+    let (mut samples, alerts, edges, spans) = {
         let mut l = warden_api::write_live(live);
         (
             std::mem::take(&mut l.inbox),
             std::mem::take(&mut l.alert_inbox),
             std::mem::take(&mut l.edge_inbox),
+            std::mem::take(&mut l.span_inbox),
         )
     };
     if !edges.is_empty() {
         engine.ingest_dependencies(&edges, now);
+    }
+    if !spans.is_empty() {
+        engine.ingest_spans(&spans, now);
     }
     if !samples.is_empty() {
         samples.sort_by_key(|s| s.ts);

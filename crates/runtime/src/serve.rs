@@ -137,7 +137,8 @@ pub async fn run_serve(
         opts.admin_token.as_deref(),
         clock.clone(),
     );
-    let server = start_api(state, opts.listen).await?;
+    let server = start_api(state.clone(), opts.listen).await?;
+    let receivers = crate::start_otlp(state).await?;
     {
         let mut l = write_live(&live);
         l.sources.insert("registration".into(), true);
@@ -152,6 +153,9 @@ pub async fn run_serve(
         server.addr,
         config.services.recovery.mode.as_str()
     ));
+    for (proto, r) in &receivers {
+        out(&format!("{proto} receiver on {}", r.addr));
+    }
     // The Prometheus pull runs in its own task: its results join the same
     // inbox as remote write, and its health shows at /readyz.
     let puller = config.integrations.prometheus.enabled.then(|| {
@@ -218,6 +222,8 @@ pub async fn run_serve(
     second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stop = shutdown_signal();
     tokio::pin!(stop);
+    // Source health as last printed: every change is a line of the log.
+    let mut health: std::collections::BTreeMap<String, bool> = Default::default();
     loop {
         tokio::select! {
             _ = second.tick() => {}
@@ -230,6 +236,22 @@ pub async fn run_serve(
             s.pump(t, &mut engine);
         }
         crate::drain_inbox(&live, &mut engine, t);
+        let now_health = read_live(&live).sources.clone();
+        if now_health != health {
+            for (source, ok) in &now_health {
+                if health.get(source) != Some(ok) {
+                    out(&format!(
+                        "source {source}: {}",
+                        if *ok {
+                            "healthy"
+                        } else {
+                            "unhealthy (see /readyz and the log)"
+                        }
+                    ));
+                }
+            }
+            health = now_health;
+        }
         if t >= next_tick {
             let written = engine.tick(t).await?;
             print_entries(&written, now, out);
@@ -239,6 +261,9 @@ pub async fn run_serve(
     out("shutting down");
     for p in [puller, jaeger].into_iter().flatten() {
         p.abort();
+    }
+    for (_, r) in receivers {
+        r.stop().await;
     }
     server.stop().await;
     Ok(())

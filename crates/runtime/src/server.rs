@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::oneshot;
-use warden_api::{ApiState, SharedLive, TokenTable, router};
+use warden_api::{ApiState, SharedLive, TokenTable, otlp_router, router};
 use warden_config::Config;
 use warden_model::Timestamp;
 use warden_store::Store;
@@ -50,12 +50,39 @@ pub fn api_state(
 
 /// Binds `listen` and serves the API in a background task.
 pub async fn start_api(state: ApiState, listen: SocketAddr) -> std::io::Result<ServerHandle> {
+    serve_router(router(state), listen).await
+}
+
+/// The OTLP listeners `integrations.otlp` asks for (none when it is
+/// disabled), each serving both OTLP/gRPC and OTLP/HTTP, as `(protocol,
+/// handle)`.
+pub async fn start_otlp(state: ApiState) -> std::io::Result<Vec<(&'static str, ServerHandle)>> {
+    let c = state.config.integrations.otlp.clone();
+    let mut out = Vec::new();
+    if !c.enabled {
+        return Ok(out);
+    }
+    for (proto, listen) in [("OTLP/gRPC", &c.grpc_listen), ("OTLP/HTTP", &c.http_listen)] {
+        if listen.is_empty() {
+            continue;
+        }
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("integrations.otlp listen address {listen:?} is not host:port"),
+            )
+        })?;
+        out.push((proto, serve_router(otlp_router(state.clone()), addr).await?));
+    }
+    Ok(out)
+}
+
+async fn serve_router(app: axum::Router, listen: SocketAddr) -> std::io::Result<ServerHandle> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = router(state);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = rx.await;

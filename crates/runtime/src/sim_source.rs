@@ -66,7 +66,7 @@ impl SimSource {
         };
         drop(m);
         engine.ingest_changes(changes);
-        engine.ingest_spans(&spans);
+        engine.ingest_spans(&spans, t);
         if !samples.is_empty() {
             engine.ingest_samples(&samples);
         }
