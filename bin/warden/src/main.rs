@@ -122,6 +122,31 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Receivers under load on 127.0.0.1: remote-write samples/s sustained with detection running, peak memory; OTLP spans/s.
+    Ingest {
+        /// Length of the remote-write phase.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: i64,
+        /// Length of the OTLP phase ("0s" is not allowed; use --no-otlp).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        otlp_duration: i64,
+        #[arg(long)]
+        no_otlp: bool,
+        /// Services, each with warden's eight metrics.
+        #[arg(long, default_value_t = 2000)]
+        services: usize,
+        /// Samples per remote-write request.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        /// Spans per OTLP request.
+        #[arg(long, default_value_t = 1000)]
+        span_batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Forecast the 414 M4 hourly series (horizon 48); print sMAPE, MASE, OWA vs Naive2 and interval coverage.
     M4 {
         /// The directory with Hourly-train.csv and Hourly-test.csv.
@@ -1085,6 +1110,81 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                 100.0 * rep.coverage95,
                 100.0 * rep.coverage80
             );
+            Ok(())
+        }
+        BenchCommand::Ingest {
+            duration,
+            otlp_duration,
+            no_otlp,
+            services,
+            batch,
+            senders,
+            span_batch,
+            json,
+        } => {
+            for (flag, v, max) in [
+                ("--services", services, 1_000_000),
+                ("--batch", batch, 100_000),
+                ("--senders", senders, 256),
+                ("--span-batch", span_batch, 100_000),
+            ] {
+                if v == 0 || v > max {
+                    return Err(Failure::Input(format!("{flag} {v}: expected 1..={max}")));
+                }
+            }
+            let spec = warden_runtime::IngestBench {
+                duration_ms: duration as u64,
+                otlp_duration_ms: if no_otlp { 0 } else { otlp_duration as u64 },
+                services,
+                batch,
+                senders,
+                span_batch,
+                seed: 7,
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            let r = runtime()?.block_on(warden_runtime::run_ingest_bench(&spec, &mut |m| {
+                bar.set_message(m.to_string())
+            }))?;
+            bar.finish_and_clear();
+            if json {
+                out!("{}", serde_json::to_string(&r)?);
+                return Ok(());
+            }
+            let w = &r.remote_write;
+            out!("cores: {}", r.cores);
+            out!(
+                "remote write: {} series, {:.0} s, {} requests ({} answered 503 and retried, {} failed)",
+                w.series,
+                w.seconds,
+                w.requests,
+                w.retried_requests,
+                w.failed_requests
+            );
+            out!(
+                "  accepted {:.0} samples/s, through the detectors {:.0} samples/s (engine busy {:.0}%, {:.2} µs CPU per sample); {} dropped",
+                w.accepted_per_second,
+                w.processed_per_second,
+                100.0 * w.engine_busy,
+                w.engine_cpu_us_per_sample,
+                w.samples_dropped
+            );
+            out!(
+                "  memory: {:.0} MiB after the first round, {:.0} MiB at the end, peak {:.0} MiB",
+                w.rss_mib_after_first_round,
+                w.rss_mib_end,
+                w.peak_rss_mib
+            );
+            if let Some(o) = &r.otlp {
+                out!(
+                    "otlp/http: {:.0} s, {} requests ({} failed): accepted {:.0} spans/s, joined {:.0} spans/s, {} calls found",
+                    o.seconds,
+                    o.requests,
+                    o.failed_requests,
+                    o.accepted_per_second,
+                    o.processed_per_second,
+                    o.calls_found
+                );
+            }
             Ok(())
         }
         BenchCommand::Detect {

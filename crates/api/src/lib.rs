@@ -62,10 +62,8 @@ pub struct Live {
     /// gave up on (no other half within the join window).
     pub spans_pending: u64,
     pub spans_expired: u64,
-    /// Active (service, metric) series per remote-write tenant, with when
-    /// each was last written.
-    pub tenant_series:
-        BTreeMap<String, std::collections::HashMap<(ServiceName, warden_model::Metric), Timestamp>>,
+    /// Active (service, metric) series per remote-write tenant.
+    pub tenant_series: BTreeMap<String, ingest::TenantSeries>,
 }
 
 impl Live {

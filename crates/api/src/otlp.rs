@@ -325,16 +325,25 @@ pub fn enqueue_spans(
     full
 }
 
+/// Whether the span queue is full: requests are then refused before
+/// decoding, with a status OTLP exporters retry with backoff (HTTP 503 with
+/// Retry-After, gRPC UNAVAILABLE). One request may take the queue past the
+/// mark by its own size.
+fn queue_full(s: &ApiState) -> Option<String> {
+    let max = s.config.integrations.otlp.max_pending_spans;
+    let pending = crate::read_live(&s.live).span_inbox.len();
+    (pending >= max).then(|| {
+        format!(
+            "{pending} spans wait for the loop (integrations.otlp.max_pending_spans {max}); retry later"
+        )
+    })
+}
+
 fn accept(s: &ApiState, source: &str, mut d: Decoded) -> ExportTraceServiceResponse {
     let c = &s.config.integrations.otlp;
     let spans = std::mem::take(&mut d.spans);
-    let full = enqueue_spans(
-        &mut write_live(&s.live),
-        source,
-        &d,
-        spans,
-        c.max_pending_spans,
-    );
+    // Admitted past `queue_full`: taken whole.
+    let full = enqueue_spans(&mut write_live(&s.live), source, &d, spans, usize::MAX);
     let rejected = d.rejected + full;
     ExportTraceServiceResponse {
         partial_success: (rejected > 0).then(|| PartialSuccess {
@@ -430,6 +439,12 @@ pub async fn http_traces(
             ),
         );
     }
+    if let Some(m) = queue_full(&s) {
+        let mut r = http_status_body(StatusCode::SERVICE_UNAVAILABLE, &m);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     let raw = match read_limited(body, c.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return http_status_body(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
@@ -466,6 +481,7 @@ pub mod grpc_code {
     pub const PERMISSION_DENIED: u32 = 7;
     pub const RESOURCE_EXHAUSTED: u32 = 8;
     pub const UNIMPLEMENTED: u32 = 12;
+    pub const UNAVAILABLE: u32 = 14;
 }
 
 /// A unary gRPC response body: one message, then the trailers.
@@ -570,6 +586,9 @@ pub async fn grpc_export(
             format!("Content-Type {ctype:?}: expected application/grpc"),
         )
             .into_response();
+    }
+    if let Some(m) = queue_full(&s) {
+        return grpc_error(grpc_code::UNAVAILABLE, &m);
     }
     let raw = match read_limited(body, c.max_body_bytes + 5).await {
         Ok(b) => b,

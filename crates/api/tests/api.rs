@@ -1039,3 +1039,65 @@ async fn otlp_grpc_export_is_answered_with_grpc_status() {
     }
     assert_eq!(s.live.read().expect("lock").span_inbox.len(), 3);
 }
+
+/// Backpressure: while the loop's queue is full, remote-write and OTLP
+/// requests are refused before decoding with the statuses their senders
+/// retry (503 with Retry-After; gRPC UNAVAILABLE), and nothing is stored.
+#[tokio::test]
+async fn full_queues_answer_retry_later_and_store_nothing() {
+    use warden_api::otlp::GRPC_PATH;
+    let (s, _) = state();
+    let mut cfg = (*s.config).clone();
+    cfg.integrations.remote_write.max_pending = 2;
+    cfg.integrations.otlp.enabled = true;
+    cfg.integrations.otlp.max_pending_spans = 2;
+    let s = ApiState {
+        config: Arc::new(cfg),
+        ..s
+    };
+    let three: Vec<Series<'_>> = vec![(
+        &[("__name__", "cpu_usage"), ("service", "a")],
+        &[(0.1, 1), (0.2, 2), (0.3, 3)],
+    )];
+    // Below the mark a request is taken whole, even past it...
+    assert_eq!(
+        post_write(&s, OPERATOR, write_body(&three), "snappy")
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    // ...then the next waits.
+    let req = Request::post("/api/v1/write")
+        .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+        .header(header::CONTENT_ENCODING, "snappy")
+        .body(Body::from(write_body(&three)))
+        .expect("request");
+    let resp = router(s.clone()).oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(s.live.read().expect("lock").inbox.len(), 3);
+
+    let spans = otlp_body("a", &[(1, 1, None), (1, 2, Some(1))]);
+    let http = |body: Vec<u8>| {
+        Request::post("/v1/traces")
+            .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    assert_eq!(send(&s, http(spans.clone())).await.0, StatusCode::OK);
+    let (code, h, _, _) = send(&s, http(spans.clone())).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h[header::RETRY_AFTER], "1");
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(spans.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&spans);
+    let req = Request::post(GRPC_PATH)
+        .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(Body::from(framed))
+        .expect("request");
+    let (_, h, _, _) = send(&s, req).await;
+    assert_eq!(h["grpc-status"], "14");
+    assert_eq!(s.live.read().expect("lock").span_inbox.len(), 2);
+}

@@ -162,8 +162,18 @@ impl IsolationForest {
     /// sklearn's `score_samples`: `-2^(-E[h(x)]/c(ψ))`, in [-1, 0); lower
     /// is more anomalous. `x` must have `n_features` values.
     pub fn score_sample(&self, x: &[f64]) -> f64 {
-        let x: Vec<f32> = x.iter().map(|v| *v as f32).collect();
-        self.normalise(self.trees.iter().map(|t| path_length(t, &x)).sum())
+        let mut small = [0f32; 16];
+        let heap: Vec<f32>;
+        let x: &[f32] = if x.len() <= small.len() {
+            for (d, v) in small.iter_mut().zip(x) {
+                *d = *v as f32;
+            }
+            &small[..x.len()]
+        } else {
+            heap = x.iter().map(|v| *v as f32).collect();
+            &heap
+        };
+        self.normalise(self.trees.iter().map(|t| path_length(t, x)).sum())
     }
 
     /// [`score_sample`](Self::score_sample) of every row, spread over the

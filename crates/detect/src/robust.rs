@@ -74,8 +74,17 @@ pub struct RobustDetector {
     streak: usize,
     onset_ms: Option<i64>,
     last: Option<RobustScore>,
-    scratch: Vec<f64>,
+    /// The baseline as last computed, and points added or evicted since.
+    cached: Option<(f64, f64)>,
+    changed: usize,
 }
+
+/// The baseline is recomputed once this fraction of the window has changed
+/// (at least every point while the window holds up to that many points):
+/// median and MAD move by a rounding-level amount when a few percent of
+/// their window is new, and recomputing them costs O(window), which at high
+/// sample rates (thousands of points per window) dominated ingest.
+const RECOMPUTE_DIVISOR: usize = 32;
 
 impl RobustDetector {
     /// A detector with no history.
@@ -86,7 +95,8 @@ impl RobustDetector {
             streak: 0,
             onset_ms: None,
             last: None,
-            scratch: Vec::new(),
+            cached: None,
+            changed: 0,
         }
     }
 
@@ -111,17 +121,16 @@ impl RobustDetector {
     }
 
     /// Median and robust scale of the window (None while warming up).
-    pub fn baseline(&mut self) -> Option<(f64, f64)> {
+    pub fn baseline(&self) -> Option<(f64, f64)> {
         if self.buf.len() < self.params.min_history {
             return None;
         }
-        self.scratch.clear();
-        self.scratch.extend(self.buf.iter().map(|p| p.1));
-        let med = median(&mut self.scratch);
-        for v in &mut self.scratch {
+        let mut scratch: Vec<f64> = self.buf.iter().map(|p| p.1).collect();
+        let med = median(&mut scratch);
+        for v in &mut scratch {
             *v = (*v - med).abs();
         }
-        let mad = median(&mut self.scratch);
+        let mad = median(&mut scratch);
         // A floor of 0.5% of the level keeps flat series (replicas, a
         // constant config) from giving absurd z-scores.
         let floor = (1e-9_f64).max(0.005 * med.abs());
@@ -141,7 +150,15 @@ impl RobustDetector {
                 onset_ms: None,
             });
         }
-        let score = match self.baseline() {
+        if self.buf.len() < self.params.min_history {
+            self.cached = None;
+        } else if self.cached.is_none()
+            || self.changed >= (self.buf.len() / RECOMPUTE_DIVISOR).max(1)
+        {
+            self.cached = self.baseline();
+            self.changed = 0;
+        }
+        let score = match self.cached {
             None => RobustScore {
                 baseline: value,
                 scale: 0.0,
@@ -180,6 +197,7 @@ impl RobustDetector {
             }
         };
         self.buf.push_back((ts_ms, value));
+        self.changed += 1;
         while self.buf.len() > self.params.max_points
             || self
                 .buf
@@ -187,6 +205,7 @@ impl RobustDetector {
                 .is_some_and(|(t, _)| *t < ts_ms - self.params.window_ms)
         {
             self.buf.pop_front();
+            self.changed += 1;
         }
         self.last = Some(score);
         score

@@ -1,6 +1,6 @@
 //! The governance loop.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use warden_analyst::{Analyst, Answer, IncidentContext, MetricState, Request, ServiceState};
@@ -37,6 +37,10 @@ pub struct EngineParts {
 const FOREST_ROWS: usize = 512;
 /// Rows between refits of a service's forest.
 const REFIT_EVERY: usize = 240;
+/// Data time between refits at least: at scrape intervals of 15 s and more,
+/// `REFIT_EVERY` rows take an hour or longer anyway; at higher sample rates
+/// refitting more often would only cost CPU.
+const REFIT_MIN_MS: i64 = 3_600_000;
 /// Changes kept as evidence.
 const MAX_CHANGES: usize = 2000;
 
@@ -44,6 +48,8 @@ struct Forest {
     rows: VecDeque<[f64; 4]>,
     model: Option<IsolationForest>,
     since_fit: usize,
+    /// Data time of the last fit.
+    fitted_at: Option<Timestamp>,
 }
 
 struct Active {
@@ -87,6 +93,8 @@ struct SeriesDetectors {
     ensemble: Ensemble,
     /// The ensemble's strongest score in the current departure.
     peak: Option<EnsembleScore>,
+    /// Whether the series has an anomaly in `Engine::active`.
+    active: bool,
 }
 
 fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
@@ -288,25 +296,43 @@ impl Engine {
         write_live(&self.live).add_service(svc);
     }
 
-    /// Feeds metric samples to the detectors.
+    /// Feeds metric samples to the detectors, service by service (in name
+    /// order) and, within a service, oldest first; samples of a service
+    /// with the same timestamp form one row.
     pub fn ingest_samples(&mut self, samples: &[Sample]) {
-        let mut groups: BTreeMap<(&ServiceName, Timestamp), Vec<&Sample>> = BTreeMap::new();
-        for s in samples {
-            groups.entry((&s.service, s.ts)).or_default().push(s);
+        let mut by_service: HashMap<&ServiceName, Vec<u32>> = HashMap::new();
+        for (i, s) in samples.iter().enumerate() {
+            by_service.entry(&s.service).or_default().push(i as u32);
         }
-        for ((svc, ts), group) in groups {
-            let svc = svc.clone();
-            self.now = self.now.max(ts);
-            self.ensure_known(&svc, "metrics", ts);
-            if !read_live(&self.live).services.contains_key(&svc) {
+        let mut services: Vec<(&ServiceName, Vec<u32>)> = by_service.into_iter().collect();
+        services.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut group: Vec<&Sample> = Vec::with_capacity(Metric::ALL.len());
+        for (svc, mut idx) in services {
+            // Stable: equal timestamps keep their arrival order.
+            idx.sort_by_key(|&i| samples[i as usize].ts);
+            let first = samples[idx[0] as usize].ts;
+            self.ensure_known(svc, "metrics", first);
+            if !read_live(&self.live).services.contains_key(svc) {
                 continue;
             }
-            self.observe_group(&svc, ts, &group);
+            let svc = svc.clone();
+            let mut k = 0;
+            while k < idx.len() {
+                let ts = samples[idx[k] as usize].ts;
+                group.clear();
+                while k < idx.len() && samples[idx[k] as usize].ts == ts {
+                    group.push(&samples[idx[k] as usize]);
+                    k += 1;
+                }
+                self.now = self.now.max(ts);
+                self.observe_group(&svc, ts, &group);
+            }
         }
     }
 
     fn observe_group(&mut self, svc: &ServiceName, ts: Timestamp, group: &[&Sample]) {
-        let mon = self.cfg.services.monitoring.clone();
+        let cfg = self.cfg.clone();
+        let mon = &cfg.services.monitoring;
         let mut row = [f64::NAN; 4];
         for s in group {
             if let Some(i) = Metric::FEATURES.iter().position(|m| *m == s.metric) {
@@ -314,15 +340,20 @@ impl Engine {
             }
         }
         let complete = row.iter().all(|v| v.is_finite());
-        let forest = self.forests.entry(svc.clone()).or_insert_with(|| Forest {
-            rows: VecDeque::new(),
-            model: None,
-            since_fit: 0,
-        });
-        let (if_score, if_outlier) = match (&forest.model, complete) {
-            (Some(m), true) => (Some(-m.score_sample(&row)), Some(m.is_outlier(&row))),
-            _ => (None, None),
-        };
+        if !self.forests.contains_key(svc) {
+            self.forests.insert(
+                svc.clone(),
+                Forest {
+                    rows: VecDeque::new(),
+                    model: None,
+                    since_fit: 0,
+                    fitted_at: None,
+                },
+            );
+        }
+        // The forest scores the row only when a sample is about to become an
+        // anomaly (most rows never need it).
+        let mut forest_verdict: Option<(Option<f64>, Option<bool>)> = None;
         let scrape_ms = self.cfg.services.monitoring.interval.millis();
         for s in group {
             self.capacity
@@ -338,15 +369,18 @@ impl Engine {
                     robust: RobustDetector::new(robust_params(cfg, s.metric)),
                     ensemble: Ensemble::new(EnsembleParams::default()),
                     peak: None,
+                    active: false,
                 });
             let score = det.robust.observe(ts.millis(), s.value);
             let ens = det.ensemble.observe(ts.millis(), s.value);
-            let fp = format!("{svc}/{}", s.metric);
             if !score.exceeds {
                 det.peak = None;
-                self.active.remove(&fp);
+                if std::mem::take(&mut det.active) {
+                    self.active.remove(&format!("{svc}/{}", s.metric));
+                }
                 continue;
             }
+            let fp = format!("{svc}/{}", s.metric);
             if det.peak.is_none_or(|p| ens.strength > p.strength) {
                 det.peak = Some(ens);
             }
@@ -355,6 +389,14 @@ impl Engine {
             if !(score.anomalous || confident) || self.active.contains_key(&fp) {
                 continue;
             }
+            let (if_score, if_outlier) =
+                *forest_verdict.get_or_insert_with(|| match (&self.forests[svc].model, complete) {
+                    (Some(m), true) => {
+                        let sc = m.score_sample(&row);
+                        (Some(-sc), Some(sc - m.offset() < 0.0))
+                    }
+                    _ => (None, None),
+                });
             let strong = score.z.abs() >= 3.0 * mon.z_threshold;
             let agree = match mon.anomaly_detection_algorithm {
                 DetectionAlgorithm::Robust => true,
@@ -407,6 +449,7 @@ impl Engine {
                 detectors,
                 reason,
             };
+            det.active = true;
             self.active.insert(
                 fp,
                 Active {
@@ -416,7 +459,13 @@ impl Engine {
             );
         }
         if complete {
-            let sick = self.active.values().any(|a| &a.anomaly.service == svc);
+            // Fingerprints start with "<service>/": a range, not a scan.
+            let prefix = format!("{svc}/");
+            let sick = self
+                .active
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .any(|(_, a)| &a.anomaly.service == svc);
             let forest = self
                 .forests
                 .get_mut(svc)
@@ -427,7 +476,10 @@ impl Engine {
             }
             forest.since_fit += 1;
             let due = (forest.model.is_none() && forest.rows.len() >= mon.min_history)
-                || forest.since_fit >= REFIT_EVERY;
+                || (forest.since_fit >= REFIT_EVERY
+                    && forest
+                        .fitted_at
+                        .is_none_or(|t| ts.millis() - t.millis() >= REFIT_MIN_MS));
             if due && !sick {
                 let rows: Vec<Vec<f64>> = forest.rows.iter().map(|r| r.to_vec()).collect();
                 let params = IsolationForestParams {
@@ -440,6 +492,7 @@ impl Engine {
                     Err(e) => tracing::warn!("isolation forest for {svc}: {e}"),
                 }
                 forest.since_fit = 0;
+                forest.fitted_at = Some(ts);
             }
         }
     }

@@ -16,6 +16,7 @@
 mod capacity;
 mod demo;
 mod engine;
+mod ingest_bench;
 mod serve;
 mod server;
 mod sim_exec;
@@ -23,6 +24,7 @@ mod sim_source;
 
 pub use demo::{DemoError, DemoOptions, DemoSummary, SummaryAction, print_entries, run_demo};
 pub use engine::{Engine, EngineParts};
+pub use ingest_bench::{IngestBench, IngestReport, run_ingest_bench};
 pub use serve::{ServeOptions, run_serve, wall_now};
 pub use server::{ServerHandle, admin_token, api_state, start_api, start_otlp};
 pub use sim_exec::SimExecutor;
@@ -31,9 +33,14 @@ pub use sim_source::SimSource;
 use warden_model::Timestamp;
 
 /// Hands what arrived over HTTP (tracing-backend edges, OTLP spans,
-/// remote-write samples oldest first, Alertmanager alerts) to the loop.
-pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine, now: Timestamp) {
-    let (mut samples, alerts, edges, spans) = {
+/// remote-write samples oldest first, Alertmanager alerts) to the loop;
+/// returns how many samples it handed over.
+pub(crate) fn drain_inbox(
+    live: &warden_api::SharedLive,
+    engine: &mut Engine,
+    now: Timestamp,
+) -> usize {
+    let (samples, alerts, edges, spans) = {
         let mut l = warden_api::write_live(live);
         (
             std::mem::take(&mut l.inbox),
@@ -49,10 +56,10 @@ pub(crate) fn drain_inbox(live: &warden_api::SharedLive, engine: &mut Engine, no
         engine.ingest_spans(&spans, now);
     }
     if !samples.is_empty() {
-        samples.sort_by_key(|s| s.ts);
         engine.ingest_samples(&samples);
     }
     if !alerts.is_empty() {
         engine.ingest_alerts(&alerts, now);
     }
+    samples.len()
 }

@@ -41,7 +41,7 @@ pub fn wall_now() -> Timestamp {
 }
 
 /// The executor when no target system is configured: refuses, saying why.
-struct NoExecutor;
+pub(crate) struct NoExecutor;
 
 impl Executor for NoExecutor {
     fn name(&self) -> &str {

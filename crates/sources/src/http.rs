@@ -81,6 +81,11 @@ impl Budget {
 type Inner = ConcurrencyLimit<Timeout<Client<HttpConnector, Full<Bytes>>>>;
 
 /// The client: concurrency limit, timeout, retries within a budget.
+struct Post<'a> {
+    body: Bytes,
+    headers: &'a [(&'a str, &'a str)],
+}
+
 pub struct HttpClient {
     inner: Inner,
     timeout: Duration,
@@ -114,17 +119,23 @@ impl HttpClient {
         }
     }
 
-    async fn once(&self, url: &str, json: Option<&Bytes>) -> Result<Bytes, HttpError> {
+    async fn once(&self, url: &str, post: Option<&Post<'_>>) -> Result<Bytes, HttpError> {
         let uri: hyper::Uri = url.parse().map_err(|_| HttpError::Url(url.to_string()))?;
-        let mut req = match json {
-            Some(_) => Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json"),
+        let mut req = match post {
+            Some(p) => {
+                let mut r = Request::post(uri);
+                for (k, v) in p.headers {
+                    r = r.header(*k, *v);
+                }
+                r
+            }
             None => Request::get(uri),
         };
         if let Some(t) = &self.bearer {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req
-            .body(Full::new(json.cloned().unwrap_or_default()))
+            .body(Full::new(post.map(|p| p.body.clone()).unwrap_or_default()))
             .map_err(|e| HttpError::Url(format!("{url}: {e}")))?;
         let mut svc = self.inner.clone();
         let resp = svc
@@ -174,17 +185,32 @@ impl HttpClient {
 
     /// POST a JSON body to `url`, with the same retries.
     pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<Bytes, HttpError> {
-        self.request(url, Some(Bytes::from(body))).await
+        self.post(
+            url,
+            Bytes::from(body),
+            &[("content-type", "application/json")],
+        )
+        .await
     }
 
-    async fn request(&self, url: &str, json: Option<Bytes>) -> Result<Bytes, HttpError> {
+    /// POST `body` with `headers` to `url`, with the same retries.
+    pub async fn post(
+        &self,
+        url: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<Bytes, HttpError> {
+        self.request(url, Some(Post { body, headers })).await
+    }
+
+    async fn request(&self, url: &str, post: Option<Post<'_>>) -> Result<Bytes, HttpError> {
         self.budget
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .deposit();
         let mut attempt = 0;
         loop {
-            match self.once(url, json.as_ref()).await {
+            match self.once(url, post.as_ref()).await {
                 Ok(b) => return Ok(b),
                 Err(e) => {
                     let allowed = attempt < self.retries
