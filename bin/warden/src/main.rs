@@ -1176,9 +1176,10 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
             );
             if let Some(o) = &r.otlp {
                 out!(
-                    "otlp/http: {:.0} s, {} requests ({} failed): accepted {:.0} spans/s, joined {:.0} spans/s, {} calls found",
+                    "otlp/http: {:.0} s, {} requests ({} answered 503 and retried, {} failed): accepted {:.0} spans/s, joined {:.0} spans/s, {} calls found",
                     o.seconds,
                     o.requests,
+                    o.retried_requests,
                     o.failed_requests,
                     o.accepted_per_second,
                     o.processed_per_second,

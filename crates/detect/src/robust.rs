@@ -196,6 +196,12 @@ impl RobustDetector {
                 }
             }
         };
+        // Make room first, so the buffer never grows past max_points (a
+        // VecDeque doubles its capacity when pushed while full).
+        if self.buf.len() >= self.params.max_points {
+            self.buf.pop_front();
+            self.changed += 1;
+        }
         self.buf.push_back((ts_ms, value));
         self.changed += 1;
         while self.buf.len() > self.params.max_points

@@ -83,6 +83,7 @@ pub struct RemoteWriteFigures {
 pub struct OtlpFigures {
     pub seconds: f64,
     pub requests: u64,
+    pub retried_requests: u64,
     pub failed_requests: u64,
     pub spans_sent: u64,
     pub spans_accepted: u64,
@@ -222,9 +223,10 @@ async fn remote_write_sender(
                     Ok(_) => {
                         counters.sent.fetch_add(n, Ordering::Relaxed);
                     }
-                    Err(warden_sources::HttpError::Status { status: 503, .. })
-                        if !stop.load(Ordering::Relaxed) =>
-                    {
+                    Err(warden_sources::HttpError::Status { status: 503, .. }) => {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
                         counters.retried.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
@@ -309,19 +311,29 @@ async fn otlp_sender(
                 })
                 .collect(),
         };
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        match client
-            .post(&url, Bytes::from(req.encode_to_vec()), &headers)
-            .await
-        {
-            Ok(_) => {
-                counters.sent.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                if counters.failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                    tracing::warn!("bench sender: {e}");
+        let body = Bytes::from(req.encode_to_vec());
+        // As the OTLP exporters do: a 503 is retried after a pause.
+        loop {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            match client.post(&url, body.clone(), &headers).await {
+                Ok(_) => {
+                    counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(warden_sources::HttpError::Status { status: 503, .. }) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => {
+                    if counters.failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                        tracing::warn!("bench sender: {e}");
+                    }
                 }
             }
+            break;
         }
     }
 }
@@ -428,11 +440,7 @@ pub async fn run_ingest_bench(
         let l = read_live(&live);
         (
             l.ingested.get("remote_write").copied().unwrap_or(0),
-            l.dropped
-                .iter()
-                .filter(|(k, _)| *k == "queue_full")
-                .map(|(_, n)| *n)
-                .sum(),
+            l.dropped.get("queue_full").copied().unwrap_or(0),
         )
     };
     let rw = RemoteWriteFigures {
@@ -503,6 +511,7 @@ pub async fn run_ingest_bench(
         Some(OtlpFigures {
             seconds,
             requests: counters.requests.load(Ordering::Relaxed),
+            retried_requests: counters.retried.load(Ordering::Relaxed),
             failed_requests: counters.failed.load(Ordering::Relaxed),
             spans_sent: counters.sent.load(Ordering::Relaxed),
             spans_accepted: accepted,
