@@ -1,5 +1,6 @@
-//! warden against real servers (Debian's `prometheus` and
-//! `prometheus-alertmanager`, installed by `.ci/run`), all on 127.0.0.1. A
+//! warden against real servers (Debian's `prometheus`,
+//! `prometheus-alertmanager` and `victoria-metrics`, and the OpenTelemetry
+//! Python SDK's exporters, installed by `.ci/run`), all on 127.0.0.1. A
 //! real Prometheus: Prometheus evaluates recording rules that
 //! produce series named like warden's metrics and remote-writes them, with a
 //! bearer token, to a running `warden serve`, which also pulls another
@@ -616,5 +617,120 @@ fn otlp_exporters_build_the_call_graph() {
         "warden_ingested_spans_total{source=\"otlp_http\"} 20",
     ] {
         assert!(metrics.contains(needle), "{needle}\n{metrics}");
+    }
+}
+
+fn post_text(addr: &str, path: &str, body: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// VictoriaMetrics (Debian's `victoria-metrics`, installed by `.ci/run`),
+/// the other common Prometheus-compatible server: warden pulls from a
+/// single-node VictoriaMetrics with PromQL instant queries, and vmagent
+/// remote-writes to warden with a bearer token (VictoriaMetrics' own
+/// remote-write client, not Prometheus'). Samples are pushed into both with
+/// their text import API.
+#[test]
+fn victoriametrics_pull_and_vmagent_remote_write_reach_the_loop() {
+    let (Some(vm), Some(vmagent)) = (binary("victoria-metrics"), binary("vmagent")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (vm_port, agent_port) = (free_port(), free_port());
+    let log = |name: &str| {
+        std::fs::File::create(dir.path().join(name))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    };
+    let _vm = Kill(
+        Command::new(vm)
+            .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("vm").display()
+            ))
+            // Instant queries see data as soon as it is written.
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .stdout(Stdio::null())
+            .stderr(log("vm.log"))
+            .spawn()
+            .expect("spawn victoria-metrics"),
+    );
+    let pull = format!(
+        "integrations:\n  prometheus:\n    enabled: true\n    endpoint: http://127.0.0.1:{vm_port}\n    interval: 1s\n    queries:\n      cpu_usage: vm_cpu\n"
+    );
+    let (_warden, addr) = start_warden(dir.path(), &pull);
+    let _agent = Kill(
+        Command::new(vmagent)
+            .arg(format!("-httpListenAddr=127.0.0.1:{agent_port}"))
+            .arg(format!("-remoteWrite.url=http://{addr}/api/v1/write"))
+            .arg("-remoteWrite.bearerToken=prom-test-token")
+            .arg("-remoteWrite.flushInterval=1s")
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("vmagent").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(log("vmagent.log"))
+            .spawn()
+            .expect("spawn vmagent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Fresh samples every round (the pull asks for the latest value).
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        post_text(
+            &format!("127.0.0.1:{vm_port}"),
+            "/api/v1/import/prometheus",
+            &format!("vm_cpu{{service=\"vm-pulled\"}} 0.31 {ms}\n"),
+        );
+        post_text(
+            &format!("127.0.0.1:{agent_port}"),
+            "/api/v1/import/prometheus",
+            &format!("cpu_usage{{service=\"vmagent-pushed\"}} 0.27 {ms}\n"),
+        );
+        let (_, services) = get(&addr, "/api/services", "prom-test-token");
+        let (_, metrics) = get(&addr, "/metrics", "prom-test-token");
+        if services.contains("vm-pulled") && services.contains("vmagent-pushed") {
+            assert!(
+                metrics.contains("warden_ingested_samples_total{source=\"prometheus\"}")
+                    && metrics.contains("warden_ingested_samples_total{source=\"remote_write\"}"),
+                "{metrics}"
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            let tail = |f: &str| {
+                let l = std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+                l.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+            };
+            panic!(
+                "not both services after 60 s:\n{services}\n{metrics}\nvm log:\n{}\nvmagent log:\n{}",
+                tail("vm.log"),
+                tail("vmagent.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
