@@ -79,12 +79,12 @@ pub struct RobustDetector {
     changed: usize,
 }
 
-/// The baseline is recomputed once this fraction of the window has changed
+/// The baseline is recomputed once 1/`RECOMPUTE_DIVISOR` of the window has changed
 /// (at least every point while the window holds up to that many points):
 /// median and MAD move by a rounding-level amount when a few percent of
 /// their window is new, and recomputing them costs O(window), which at high
 /// sample rates (thousands of points per window) dominated ingest.
-const RECOMPUTE_DIVISOR: usize = 32;
+const RECOMPUTE_DIVISOR: usize = 64;
 
 impl RobustDetector {
     /// A detector with no history.

@@ -11,7 +11,7 @@ use warden_config::{Config, DetectionAlgorithm};
 use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
 use warden_detect::{
     Direction, Ensemble, EnsembleParams, EnsembleScore, IsolationForest, IsolationForestParams,
-    RobustDetector, RobustParams,
+    RobustDetector, RobustParams, RobustScore,
 };
 use warden_forecast::{PlanParams, build_plan};
 use warden_model::{
@@ -41,6 +41,8 @@ const REFIT_EVERY: usize = 240;
 /// `REFIT_EVERY` rows take an hour or longer anyway; at higher sample rates
 /// refitting more often would only cost CPU.
 const REFIT_MIN_MS: i64 = 3_600_000;
+/// Batches at least this large have their detectors run on all cores.
+const PARALLEL_MIN_SAMPLES: usize = 20_000;
 /// Changes kept as evidence.
 const MAX_CHANGES: usize = 2000;
 
@@ -95,6 +97,11 @@ struct SeriesDetectors {
     peak: Option<EnsembleScore>,
     /// Whether the series has an anomaly in `Engine::active`.
     active: bool,
+}
+
+/// A metric's position in [`Metric::ALL`].
+fn metric_slot(m: Metric) -> usize {
+    Metric::ALL.iter().position(|x| *x == m).unwrap_or(0)
 }
 
 fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
@@ -299,38 +306,148 @@ impl Engine {
     /// Feeds metric samples to the detectors, service by service (in name
     /// order) and, within a service, oldest first; samples of a service
     /// with the same timestamp form one row.
+    ///
+    /// Two phases: the per-series detectors (robust and ensemble) see every
+    /// sample first — series are independent, so large batches are spread
+    /// over the cores, each series on one thread in time order, with the
+    /// same results as one thread — then the decisions (anomalies, the
+    /// forest, the catalog) run in order on this thread.
     pub fn ingest_samples(&mut self, samples: &[Sample]) {
         let mut by_service: HashMap<&ServiceName, Vec<u32>> = HashMap::new();
         for (i, s) in samples.iter().enumerate() {
             by_service.entry(&s.service).or_default().push(i as u32);
         }
-        let mut services: Vec<(&ServiceName, Vec<u32>)> = by_service.into_iter().collect();
-        services.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut group: Vec<&Sample> = Vec::with_capacity(Metric::ALL.len());
-        for (svc, mut idx) in services {
+        let mut grouped: Vec<(&ServiceName, Vec<u32>)> = by_service.into_iter().collect();
+        grouped.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut services: Vec<(&ServiceName, Vec<u32>)> = Vec::with_capacity(grouped.len());
+        for (svc, mut idx) in grouped {
             // Stable: equal timestamps keep their arrival order.
             idx.sort_by_key(|&i| samples[i as usize].ts);
-            let first = samples[idx[0] as usize].ts;
-            self.ensure_known(svc, "metrics", first);
-            if !read_live(&self.live).services.contains_key(svc) {
-                continue;
+            self.ensure_known(svc, "metrics", samples[idx[0] as usize].ts);
+            if read_live(&self.live).services.contains_key(svc) {
+                services.push((svc, idx));
             }
-            let svc = svc.clone();
+        }
+        // Detectors for series seen for the first time.
+        for (svc, idx) in &services {
+            let mut seen = [false; 8];
+            for &i in idx {
+                let m = samples[i as usize].metric;
+                if std::mem::replace(&mut seen[metric_slot(m)], true) {
+                    continue;
+                }
+                let key = ((*svc).clone(), m);
+                if !self.detectors.contains_key(&key) {
+                    let det = SeriesDetectors {
+                        robust: RobustDetector::new(robust_params(&self.cfg, m)),
+                        ensemble: Ensemble::new(EnsembleParams::default()),
+                        peak: None,
+                        active: false,
+                    };
+                    self.detectors.insert(key, det);
+                }
+            }
+        }
+        let scores = self.score_series(samples, &services);
+        let mut group: Vec<&Sample> = Vec::with_capacity(Metric::ALL.len());
+        let mut group_scores: Vec<(RobustScore, EnsembleScore)> = Vec::new();
+        for ((svc, idx), scores) in services.iter().zip(scores) {
+            let svc = (*svc).clone();
             let mut k = 0;
             while k < idx.len() {
                 let ts = samples[idx[k] as usize].ts;
                 group.clear();
+                group_scores.clear();
                 while k < idx.len() && samples[idx[k] as usize].ts == ts {
                     group.push(&samples[idx[k] as usize]);
+                    group_scores.push(scores[k]);
                     k += 1;
                 }
                 self.now = self.now.max(ts);
-                self.observe_group(&svc, ts, &group);
+                self.observe_group(&svc, ts, &group, &group_scores);
             }
         }
     }
 
-    fn observe_group(&mut self, svc: &ServiceName, ts: Timestamp, group: &[&Sample]) {
+    /// Phase one of [`ingest_samples`](Self::ingest_samples): every
+    /// sample through its series' detectors, per service in `idx` order.
+    fn score_series(
+        &mut self,
+        samples: &[Sample],
+        services: &[(&ServiceName, Vec<u32>)],
+    ) -> Vec<Vec<(RobustScore, EnsembleScore)>> {
+        type Slots<'a> = [Option<&'a mut SeriesDetectors>; 8];
+        let pos: HashMap<&ServiceName, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(k, (s, _))| (*s, k))
+            .collect();
+        let mut slots: Vec<Slots<'_>> = (0..services.len()).map(|_| Default::default()).collect();
+        for ((s, m), d) in self.detectors.iter_mut() {
+            if let Some(&k) = pos.get(s) {
+                slots[k][metric_slot(*m)] = Some(d);
+            }
+        }
+        let run = |idx: &[u32], dets: &mut Slots<'_>| -> Vec<(RobustScore, EnsembleScore)> {
+            idx.iter()
+                .filter_map(|&i| {
+                    let s = &samples[i as usize];
+                    let d = dets[metric_slot(s.metric)].as_mut()?;
+                    Some((
+                        d.robust.observe(s.ts.millis(), s.value),
+                        d.ensemble.observe(s.ts.millis(), s.value),
+                    ))
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if threads < 2 || samples.len() < PARALLEL_MIN_SAMPLES {
+            return services
+                .iter()
+                .zip(slots.iter_mut())
+                .map(|((_, idx), dets)| run(idx, dets))
+                .collect();
+        }
+        // Contiguous chunks of services with about equal sample counts.
+        let per = samples.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<(&[u32], &mut Slots<'_>)>> = vec![Vec::new()];
+        let mut load = 0;
+        for ((_, idx), dets) in services.iter().zip(slots.iter_mut()) {
+            if load >= per {
+                chunks.push(Vec::new());
+                load = 0;
+            }
+            load += idx.len();
+            if let Some(c) = chunks.last_mut() {
+                c.push((idx.as_slice(), dets));
+            }
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|(idx, dets)| run(idx, dets))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
+    fn observe_group(
+        &mut self,
+        svc: &ServiceName,
+        ts: Timestamp,
+        group: &[&Sample],
+        scores: &[(RobustScore, EnsembleScore)],
+    ) {
         let cfg = self.cfg.clone();
         let mon = &cfg.services.monitoring;
         let mut row = [f64::NAN; 4];
@@ -359,20 +476,31 @@ impl Engine {
             self.capacity
                 .observe(&self.cfg.capacity, scrape_ms, svc, s.metric, ts, s.value);
         }
-        for s in group {
-            let key = (svc.clone(), s.metric);
-            let cfg = &self.cfg;
-            let det = self
-                .detectors
-                .entry(key)
-                .or_insert_with(|| SeriesDetectors {
-                    robust: RobustDetector::new(robust_params(cfg, s.metric)),
-                    ensemble: Ensemble::new(EnsembleParams::default()),
-                    peak: None,
-                    active: false,
-                });
-            let score = det.robust.observe(ts.millis(), s.value);
-            let ens = det.ensemble.observe(ts.millis(), s.value);
+        // The service's detectors, found with one range instead of a
+        // lookup per sample.
+        let (lo, hi) = (
+            Metric::ALL
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or(Metric::CpuUsage),
+            Metric::ALL
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or(Metric::Replicas),
+        );
+        let mut dets: [Option<&mut SeriesDetectors>; 8] = Default::default();
+        for ((_, m), d) in self
+            .detectors
+            .range_mut((svc.clone(), lo)..=(svc.clone(), hi))
+        {
+            dets[metric_slot(*m)] = Some(d);
+        }
+        for (s, &(score, ens)) in group.iter().zip(scores) {
+            let Some(det) = dets[metric_slot(s.metric)].as_deref_mut() else {
+                continue;
+            };
             if !score.exceeds {
                 det.peak = None;
                 if std::mem::take(&mut det.active) {

@@ -73,6 +73,9 @@ pub struct RemoteWriteFigures {
     pub engine_busy: f64,
     /// CPU time of the loop's thread per processed sample, microseconds.
     pub engine_cpu_us_per_sample: f64,
+    /// CPU time of the whole process (senders, receiver, loop and its
+    /// detector threads) per processed sample, microseconds.
+    pub process_cpu_us_per_sample: f64,
     pub rss_mib_after_first_round: f64,
     pub rss_mib_end: f64,
     pub peak_rss_mib: f64,
@@ -117,7 +120,12 @@ fn rss_mib(field: &str) -> f64 {
 
 /// CPU seconds the calling thread has used (Linux; 0 elsewhere).
 fn thread_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/stat")
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds of `/proc/.../stat` (utime + stime).
+fn cpu_seconds(stat: &str) -> f64 {
+    std::fs::read_to_string(stat)
         .ok()
         .and_then(|s| {
             // Fields after the command name: utime and stime are the 12th
@@ -401,6 +409,7 @@ pub async fn run_ingest_bench(
     let interval = config.services.monitoring.interval.millis().max(1000);
     let started = Instant::now();
     let cpu0 = thread_cpu_seconds();
+    let proc0 = cpu_seconds("/proc/self/stat");
     let mut processed = 0u64;
     let mut busy = Duration::ZERO;
     let mut rss_first = 0.0;
@@ -433,6 +442,7 @@ pub async fn run_ingest_bench(
     stop.store(true, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let engine_cpu = thread_cpu_seconds() - cpu0;
+    let process_cpu = cpu_seconds("/proc/self/stat") - proc0;
     for t in tasks {
         let _ = t.await;
     }
@@ -457,6 +467,7 @@ pub async fn run_ingest_bench(
         processed_per_second: processed as f64 / seconds,
         engine_busy: busy.as_secs_f64() / seconds,
         engine_cpu_us_per_sample: 1e6 * engine_cpu / processed.max(1) as f64,
+        process_cpu_us_per_sample: 1e6 * process_cpu / processed.max(1) as f64,
         rss_mib_after_first_round: rss_first,
         rss_mib_end: rss_mib("VmRSS:"),
         peak_rss_mib: rss_mib("VmHWM:"),
