@@ -734,3 +734,124 @@ fn victoriametrics_pull_and_vmagent_remote_write_reach_the_loop() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The simulated mesh as a real scrape target, end to end through a real
+/// Prometheus: warden A runs the mesh with `simulator.export_metrics` (its
+/// metrics are served at `/sim/metrics`, not fed to its loop) and a CPU hog
+/// scheduled 40 s in; Prometheus scrapes A every second and remote-writes
+/// to A; warden B knows nothing of the mesh and pulls the same series from
+/// Prometheus with PromQL. Both must detect the fault on the hogged
+/// service: A through remote write, B through the pull.
+#[test]
+fn a_fault_in_the_scraped_mesh_is_detected_through_remote_write_and_pull() {
+    let Some(prometheus) = binary("prometheus") else {
+        return;
+    };
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let prom_port = free_port();
+    let (_a, addr_a) = start_warden(
+        dir_a.path(),
+        "simulator:\n  enabled: true\n  seed: 3\n  export_metrics: true\n  fault: cpu-hog\n  fault_after: 40s\n",
+    );
+    let queries: String = [
+        "cpu_usage",
+        "memory_usage",
+        "error_rate",
+        "request_latency_p95",
+        "request_rate",
+    ]
+    .iter()
+    .map(|m| format!("      {m}: {m}\n"))
+    .collect();
+    let (_b, addr_b) = start_warden(
+        dir_b.path(),
+        &format!(
+            "integrations:\n  prometheus:\n    enabled: true\n    endpoint: http://127.0.0.1:{prom_port}\n    interval: 1s\n    queries:\n{queries}"
+        ),
+    );
+    let config = [
+        "global:".to_string(),
+        "  scrape_interval: 1s".into(),
+        "scrape_configs:".into(),
+        "- job_name: warden-sim".into(),
+        "  metrics_path: /sim/metrics".into(),
+        "  authorization:".into(),
+        "    credentials: prom-test-token".into(),
+        "  static_configs:".into(),
+        format!("  - targets: ['{addr_a}']"),
+        "remote_write:".into(),
+        format!("- url: http://{addr_a}/api/v1/write"),
+        "  authorization:".into(),
+        "    credentials: prom-test-token".into(),
+        "  queue_config:".into(),
+        "    batch_send_deadline: 1s".into(),
+        "    min_backoff: 100ms".into(),
+        "    max_backoff: 1s".into(),
+    ];
+    std::fs::write(
+        dir_a.path().join("prometheus.yml"),
+        config.join("\n") + "\n",
+    )
+    .expect("prometheus.yml");
+    let _prom = Kill(
+        Command::new(prometheus)
+            .current_dir(dir_a.path())
+            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir_a.path().join("prometheus.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut target = None;
+    let (mut seen_a, mut seen_b) = (false, false);
+    while !(seen_a && seen_b) {
+        if target.is_none() {
+            let (_, j) = get(
+                &addr_a,
+                "/api/journal?kind=fault_injected",
+                "prom-test-token",
+            );
+            let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_default();
+            target = v["entries"][0]["target"]
+                .as_str()
+                .map(str::to_string);
+        }
+        if let Some(t) = &target {
+            let hit = |addr: &str| {
+                let (_, a) = get(addr, "/api/monitoring/anomalies", "prom-test-token");
+                let v: serde_json::Value = serde_json::from_str(&a).unwrap_or_default();
+                v["anomalies"].as_array().is_some_and(|list| {
+                    list.iter()
+                        .any(|x| x["service"] == t.as_str() && x["metric"] == "cpu_usage")
+                })
+            };
+            seen_a |= hit(&addr_a);
+            seen_b |= hit(&addr_b);
+        }
+        if Instant::now() >= deadline {
+            let (_, metrics_a) = get(&addr_a, "/metrics", "prom-test-token");
+            let (_, metrics_b) = get(&addr_b, "/metrics", "prom-test-token");
+            let log =
+                std::fs::read_to_string(dir_a.path().join("prometheus.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            panic!(
+                "fault on {target:?}: seen through remote write {seen_a}, through pull {seen_b}\nA:\n{metrics_a}\nB:\n{metrics_b}\nprometheus (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A's loop got the mesh's metrics only through Prometheus.
+    let (_, metrics_a) = get(&addr_a, "/metrics", "prom-test-token");
+    assert!(
+        metrics_a.contains("warden_ingested_samples_total{source=\"remote_write\"}"),
+        "{metrics_a}"
+    );
+}

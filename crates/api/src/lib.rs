@@ -62,6 +62,9 @@ pub struct Live {
     /// gave up on (no other half within the join window).
     pub spans_pending: u64,
     pub spans_expired: u64,
+    /// The simulated mesh's metrics in Prometheus text format, when the
+    /// simulator exports them (`GET /sim/metrics`).
+    pub exposition: Option<String>,
     /// Active (service, metric) series per remote-write tenant.
     pub tenant_series: BTreeMap<String, ingest::TenantSeries>,
 }

@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/metrics", get(crate::ingest::metrics))
+        .route("/sim/metrics", get(sim_metrics))
         .route(
             "/api/alertmanager/webhook",
             post(crate::ingest::alertmanager_webhook),
@@ -87,6 +88,25 @@ pub fn otlp_router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .fallback(|| async { error_json(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
+}
+
+/// The simulated mesh's metrics for a Prometheus to scrape.
+async fn sim_metrics(State(s): State<ApiState>) -> Response {
+    match &read_live(&s.live).exposition {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text.clone(),
+        )
+            .into_response(),
+        None => error_json(
+            StatusCode::NOT_FOUND,
+            "the simulator does not export metrics (simulator.enabled and simulator.export_metrics)",
+        )
+        .into_response(),
+    }
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {

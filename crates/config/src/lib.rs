@@ -83,6 +83,16 @@ pub struct SimulatorConfig {
     pub enabled: bool,
     /// Seed of the simulation.
     pub seed: u64,
+    /// Serve the mesh's metrics in Prometheus text format at
+    /// `GET /sim/metrics` instead of feeding them to the loop, so that a
+    /// Prometheus scrapes them and they come back through remote write or
+    /// the PromQL pull (as a real service's would).
+    pub export_metrics: bool,
+    /// Inject this fault (cpu-hog, memory-leak, latency-injection,
+    /// error-burst, crash-loop, dependency-outage) `fault_after` after
+    /// `serve` starts.
+    pub fault: Option<String>,
+    pub fault_after: Option<Duration>,
 }
 
 /// The seed's `services` section: one block per governance service.

@@ -88,10 +88,24 @@ pub async fn run_serve(
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&opts.data_dir)?);
     let live = Arc::new(RwLock::new(Live::default()));
     let now = wall_now();
-    let sim = config
-        .simulator
-        .enabled
-        .then(|| SimSource::new(config.simulator.seed, now));
+    let sim = config.simulator.enabled.then(|| {
+        let source = SimSource::new(config.simulator.seed, now);
+        if config.simulator.export_metrics {
+            source.exporting_to(live.clone())
+        } else {
+            source
+        }
+    });
+    // A fault to inject, and when (scenario names are checked up front).
+    let mut fault = match (&sim, &config.simulator.fault) {
+        (Some(_), Some(name)) => {
+            let scenario = warden_sim::Scenario::parse(name)
+                .map_err(|e| DemoError::Sim(format!("simulator.fault: {e}")))?;
+            let after = config.simulator.fault_after.map_or(300_000, |d| d.millis());
+            Some((scenario, now.plus_ms(after)))
+        }
+        _ => None,
+    };
     let executor: Arc<dyn Executor> = match &sim {
         Some(s) => Arc::new(SimExecutor::new(s.mesh.clone())),
         None => Arc::new(NoExecutor),
@@ -233,6 +247,30 @@ pub async fn run_serve(
         let t = Timestamp(wall_now().millis() / 1000 * 1000);
         clock.store(t.millis(), Ordering::Relaxed);
         if let Some(s) = &sim {
+            if let Some((scenario, at)) = fault
+                && t >= at
+            {
+                fault = None;
+                let mut m = s.lock();
+                m.advance_to(t);
+                let target = scenario.pick_target(config.simulator.seed, &m.service_names());
+                let injected = m.inject(scenario, &target);
+                drop(m);
+                match injected {
+                    Ok(_) => {
+                        let written = engine.note(
+                            t,
+                            warden_model::JournalEvent::FaultInjected {
+                                scenario: scenario.as_str().into(),
+                                target,
+                                detail: "scheduled by simulator.fault".into(),
+                            },
+                        )?;
+                        print_entries(&written, now, out);
+                    }
+                    Err(e) => out(&format!("simulator.fault: {e}")),
+                }
+            }
             s.pump(t, &mut engine);
         }
         crate::drain_inbox(&live, &mut engine, t);

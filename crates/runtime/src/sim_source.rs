@@ -17,6 +17,9 @@ pub const SCRAPE_S: i64 = 15;
 pub struct SimSource {
     pub mesh: Arc<Mutex<Mesh>>,
     last_scrape_ms: Arc<AtomicI64>,
+    /// When set, metrics are published here as Prometheus text (served at
+    /// `GET /sim/metrics`) every second instead of fed to the engine.
+    export: Option<warden_api::SharedLive>,
 }
 
 impl SimSource {
@@ -25,7 +28,14 @@ impl SimSource {
         Self {
             mesh: Arc::new(Mutex::new(Mesh::new(seed, t0))),
             last_scrape_ms: Arc::new(AtomicI64::new(i64::MIN)),
+            export: None,
         }
+    }
+
+    /// Publishes the mesh's metrics for scraping instead of feeding them.
+    pub fn exporting_to(mut self, live: warden_api::SharedLive) -> Self {
+        self.export = Some(live);
+        self
     }
 
     /// Locks the mesh.
@@ -56,6 +66,14 @@ impl SimSource {
         let spans = m.drain_spans();
         let changes = m.drain_changes();
         let _logs = m.drain_logs();
+        if let Some(live) = &self.export {
+            let text = exposition(&m.scrape());
+            drop(m);
+            warden_api::write_live(live).exposition = Some(text);
+            engine.ingest_changes(changes);
+            engine.ingest_spans(&spans, t);
+            return;
+        }
         // Scrape on the 15 s grid; a late tick scrapes once on arrival.
         let due = t.millis().div_euclid(SCRAPE_S * 1000) * SCRAPE_S * 1000;
         let samples = if due > self.last_scrape_ms.load(Ordering::Relaxed) {
@@ -71,4 +89,25 @@ impl SimSource {
             engine.ingest_samples(&samples);
         }
     }
+}
+
+/// Samples in Prometheus' text exposition format (0.0.4): one gauge family
+/// per metric, the service as a label, no timestamps (the scraper's clock).
+fn exposition(samples: &[warden_model::Sample]) -> String {
+    let mut sorted: Vec<&warden_model::Sample> = samples.iter().collect();
+    sorted.sort_by(|a, b| (a.metric.as_str(), &a.service).cmp(&(b.metric.as_str(), &b.service)));
+    let mut out = String::new();
+    let mut last = "";
+    for s in sorted {
+        let name = s.metric.as_str();
+        if name != last {
+            out.push_str(&format!("# TYPE {name} gauge\n"));
+            last = name;
+        }
+        out.push_str(&format!(
+            "{name}{{service=\"{}\"}} {}\n",
+            s.service, s.value
+        ));
+    }
+    out
 }
