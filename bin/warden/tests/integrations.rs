@@ -819,9 +819,7 @@ fn a_fault_in_the_scraped_mesh_is_detected_through_remote_write_and_pull() {
                 "prom-test-token",
             );
             let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_default();
-            target = v["entries"][0]["target"]
-                .as_str()
-                .map(str::to_string);
+            target = v["entries"][0]["target"].as_str().map(str::to_string);
         }
         if let Some(t) = &target {
             let hit = |addr: &str| {

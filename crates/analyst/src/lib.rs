@@ -12,6 +12,7 @@
 
 pub mod builtin;
 pub mod capacity;
+pub mod redact;
 
 use std::future::Future;
 use std::pin::Pin;
