@@ -10,8 +10,10 @@
 //! An analyst proposes; it never decides. Its plan steps are parsed into the
 //! closed `Action` enum and go through the gates like any other proposal.
 
+pub mod answer;
 pub mod builtin;
 pub mod capacity;
+pub mod prompt;
 pub mod redact;
 
 use std::future::Future;
