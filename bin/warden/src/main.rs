@@ -43,6 +43,8 @@ enum Command {
         /// Overrides api.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        llm: LlmArgs,
     },
     /// Incidents in the store.
     Incident {
@@ -256,6 +258,42 @@ struct DemoArgs {
     /// Simulated history before the start that trains the baselines.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     warmup: i64,
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+/// A language model as the analyst, without a config file.
+#[derive(clap::Args, Clone)]
+struct LlmArgs {
+    /// An OpenAI-compatible server's /v1 base URL (key from WARDEN_LLM_API_KEY); sets analyst.provider openai.
+    #[arg(long)]
+    llm_endpoint: Option<String>,
+    /// The model name to ask for (analyst.model_name).
+    #[arg(long)]
+    llm_model: Option<String>,
+}
+
+impl LlmArgs {
+    /// Applies the flags to `c` and checks the result.
+    fn apply(&self, c: &mut Config) -> Result<(), Failure> {
+        if let Some(e) = &self.llm_endpoint {
+            c.analyst.provider = warden_config::Provider::Openai;
+            c.analyst.endpoint = e.clone();
+            c.analyst.api_key_env = Some("WARDEN_LLM_API_KEY".into());
+            c.analyst.api_key_file = None;
+        }
+        if let Some(m) = &self.llm_model {
+            if self.llm_endpoint.is_none() && c.analyst.provider == warden_config::Provider::Builtin
+            {
+                return Err(Failure::Input(
+                    "--llm-model needs --llm-endpoint (or a model provider in the config)".into(),
+                ));
+            }
+            c.analyst.model_name = m.clone();
+        }
+        c.validate("--llm-endpoint/--llm-model")
+            .map_err(|e| Failure::Input(e.to_string()))
+    }
 }
 
 #[derive(Subcommand)]
@@ -377,10 +415,11 @@ fn wall_minute() -> Timestamp {
 }
 
 async fn demo(a: DemoArgs) -> Result<(), Failure> {
-    let config = match &a.config {
+    let mut config = match &a.config {
         Some(p) => load_config(p)?,
         None => Config::default(),
     };
+    a.llm.apply(&mut config)?;
     let (token, generated) = admin_token();
     let mut opts = DemoOptions::new(a.data_dir.clone(), a.start.unwrap_or_else(wall_minute));
     opts.scenario = a.scenario;
@@ -456,8 +495,10 @@ async fn serve(
     config: PathBuf,
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    llm: LlmArgs,
 ) -> Result<(), Failure> {
-    let cfg = load_config(&config)?;
+    let mut cfg = load_config(&config)?;
+    llm.apply(&mut cfg)?;
     let listen = match listen {
         Some(l) => l,
         None => cfg.api.listen.parse().map_err(|_| {
@@ -1406,7 +1447,8 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        } => runtime().and_then(|rt| rt.block_on(serve(config, data_dir, listen))),
+            llm,
+        } => runtime().and_then(|rt| rt.block_on(serve(config, data_dir, listen, llm))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

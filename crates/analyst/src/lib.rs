@@ -173,6 +173,31 @@ pub enum AnalystError {
 /// A boxed future, so that analysts can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// One exchange with a model, for the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    pub kind: String,
+    /// The request as sent (system and user messages, after redaction).
+    pub prompt: String,
+    /// The model's text as received (pseudonyms not mapped back).
+    pub answer: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cached: bool,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// An answer with what it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub answer: Answer,
+    /// Model exchanges made (or served from the cache) for it.
+    pub exchanges: Vec<Exchange>,
+    /// Set when the built-in analyst answered instead: why.
+    pub fallback: Option<String>,
+}
+
 /// Something that explains incidents and proposes plans.
 pub trait Analyst: Send + Sync {
     /// Short name for the journal (`builtin`, `openai:gpt-4o`, …).
@@ -180,4 +205,21 @@ pub trait Analyst: Send + Sync {
 
     /// Answers one request.
     fn analyze<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Answer, AnalystError>>;
+
+    /// Answers one request with its model exchanges and any fallback, for
+    /// the journal. The default wraps [`analyze`](Self::analyze).
+    fn answer<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Answered, AnalystError>> {
+        Box::pin(async move {
+            self.analyze(request).await.map(|answer| Answered {
+                answer,
+                exchanges: Vec::new(),
+                fallback: None,
+            })
+        })
+    }
+
+    /// The analyst's own counters for `/metrics` (name, value).
+    fn metrics(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }

@@ -563,6 +563,15 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
         "warden_pending_spans {}\n",
         live.span_inbox.len() as u64 + live.spans_pending
     ));
+    for (name, v) in &live.analyst_metrics {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        out.push_str(&format!("# TYPE {family} {kind}\n{name} {v}\n"));
+    }
     out.push_str("# TYPE warden_pending_samples gauge\n");
     out.push_str(&format!("warden_pending_samples {}\n", live.inbox.len()));
     out.push_str("# TYPE warden_active_anomalies gauge\n");

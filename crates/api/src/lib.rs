@@ -62,6 +62,8 @@ pub struct Live {
     /// gave up on (no other half within the join window).
     pub spans_pending: u64,
     pub spans_expired: u64,
+    /// The analyst's own counters (model calls, cache hits, tokens, …).
+    pub analyst_metrics: Vec<(String, f64)>,
     /// The simulated mesh's metrics in Prometheus text format, when the
     /// simulator exports them (`GET /sim/metrics`).
     pub exposition: Option<String>,

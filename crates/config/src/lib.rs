@@ -341,6 +341,22 @@ impl Default for CapacityConfig {
 pub enum Provider {
     /// The built-in deterministic analyst (no model, no network).
     Builtin,
+    /// An OpenAI-compatible chat-completions server (OpenAI, vLLM,
+    /// llama.cpp's server, Ollama's /v1, LM Studio, most gateways).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl Provider {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Builtin => "builtin",
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+        }
+    }
 }
 
 /// Who explains and plans (seed: model_config).
@@ -356,6 +372,33 @@ pub struct AnalystConfig {
     pub max_tokens: u32,
     /// How long an answer is reused for the same request (seed: 300 s).
     pub cache_ttl: Duration,
+    /// Base URL of the model API: an OpenAI-compatible server's `/v1` base
+    /// (`http://127.0.0.1:8081/v1`), or Anthropic's (`https://api.anthropic.com`).
+    pub endpoint: String,
+    /// Environment variable holding the API key (never logged or journaled).
+    pub api_key_env: Option<String>,
+    /// File holding the API key (first line), instead of the environment.
+    pub api_key_file: Option<PathBuf>,
+    /// Per request.
+    pub timeout: Duration,
+    /// Retries of 429 and 5xx (honouring Retry-After) and timeouts.
+    pub retries: u32,
+    /// Model requests in flight at once.
+    pub max_concurrency: usize,
+    /// Model requests per minute; beyond, the built-in analyst answers.
+    pub requests_per_minute: u32,
+    /// Tokens (prompt + completion) per rolling hour; beyond, the built-in
+    /// analyst answers.
+    pub tokens_per_hour: u64,
+    /// Ask for JSON-schema constrained output (OpenAI-compatible servers
+    /// that support `response_format: json_schema`); the schema is in the
+    /// prompt either way.
+    pub structured_output: bool,
+    /// Extra patterns (regular expressions) of user identifiers, replaced
+    /// by pseudonyms before anything reaches the model.
+    pub redact_user_ids: Vec<String>,
+    /// Extra patterns of secrets, replaced likewise (never mapped back).
+    pub redact_patterns: Vec<String>,
 }
 
 impl Default for AnalystConfig {
@@ -366,6 +409,17 @@ impl Default for AnalystConfig {
             temperature: 0.3,
             max_tokens: 1000,
             cache_ttl: Duration::from_secs(300),
+            endpoint: "http://127.0.0.1:8081/v1".into(),
+            api_key_env: Some("WARDEN_LLM_API_KEY".into()),
+            api_key_file: None,
+            timeout: Duration::from_secs(60),
+            retries: 2,
+            max_concurrency: 2,
+            requests_per_minute: 60,
+            tokens_per_hour: 200_000,
+            structured_output: true,
+            redact_user_ids: Vec::new(),
+            redact_patterns: Vec::new(),
         }
     }
 }
@@ -1076,6 +1130,45 @@ impl Config {
                 a.temperature.to_string(),
                 "expected a number in [0, 2]",
             );
+        }
+        if a.provider != Provider::Builtin
+            && !(a.endpoint.starts_with("http://") || a.endpoint.starts_with("https://"))
+        {
+            return bad(
+                "analyst.endpoint",
+                format!("{:?}", a.endpoint),
+                "expected an http:// or https:// URL",
+            );
+        }
+        for (key, v, lo, hi) in [
+            ("analyst.max_concurrency", a.max_concurrency as u64, 1, 64),
+            (
+                "analyst.requests_per_minute",
+                u64::from(a.requests_per_minute),
+                1,
+                100_000,
+            ),
+            (
+                "analyst.tokens_per_hour",
+                a.tokens_per_hour,
+                1,
+                1_000_000_000,
+            ),
+            ("analyst.retries", u64::from(a.retries), 0, 10),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return bad(key, v.to_string(), &format!("expected {lo}..={hi}"));
+            }
+        }
+        for (key, list) in [
+            ("analyst.redact_user_ids", &a.redact_user_ids),
+            ("analyst.redact_patterns", &a.redact_patterns),
+        ] {
+            for p in list {
+                if let Err(e) = regex::Regex::new(p) {
+                    return bad(key, format!("{p:?}"), &format!("a regular expression: {e}"));
+                }
+            }
         }
         if a.max_tokens == 0 || a.max_tokens > 200_000 {
             return bad(

@@ -102,6 +102,27 @@ pub enum JournalEvent {
     IncidentEscalated { reason: String },
     /// A service's capacity plan (journaled when its warnings change).
     CapacityPlanned { plan: crate::CapacityPlan },
+    /// One request to a language model and its answer. The prompt is as
+    /// sent, after redaction; the key is never part of it.
+    ModelExchange {
+        analyst: String,
+        kind: String,
+        prompt: String,
+        answer: String,
+        tokens_in: u64,
+        tokens_out: u64,
+        /// Answered from the cache (no request was made).
+        cached: bool,
+        latency_ms: u64,
+        /// Why the exchange failed or its answer was refused, if it was.
+        error: Option<String>,
+    },
+    /// The built-in analyst answered instead of the configured model.
+    AnalystFallback {
+        analyst: String,
+        kind: String,
+        reason: String,
+    },
 }
 
 impl JournalEvent {
@@ -130,6 +151,8 @@ impl JournalEvent {
             JournalEvent::IncidentResolved { .. } => "incident_resolved",
             JournalEvent::IncidentEscalated { .. } => "incident_escalated",
             JournalEvent::CapacityPlanned { .. } => "capacity_planned",
+            JournalEvent::ModelExchange { .. } => "model_exchange",
+            JournalEvent::AnalystFallback { .. } => "analyst_fallback",
         }
     }
 
@@ -265,6 +288,31 @@ impl JournalEvent {
             }
             JournalEvent::IncidentResolved { reason } => format!("incident resolved: {reason}"),
             JournalEvent::IncidentEscalated { reason } => format!("incident escalated: {reason}"),
+            JournalEvent::ModelExchange {
+                analyst,
+                kind,
+                tokens_in,
+                tokens_out,
+                cached,
+                latency_ms,
+                error,
+                ..
+            } => {
+                let how = if *cached {
+                    "from the cache".to_string()
+                } else {
+                    format!("{tokens_in} tokens in, {tokens_out} out, {latency_ms} ms")
+                };
+                match error {
+                    Some(e) => format!("{analyst} {kind}: {how}; refused: {e}"),
+                    None => format!("{analyst} {kind}: {how}"),
+                }
+            }
+            JournalEvent::AnalystFallback {
+                analyst,
+                kind,
+                reason,
+            } => format!("{kind} by the built-in analyst instead of {analyst}: {reason}"),
             JournalEvent::CapacityPlanned { plan } => {
                 let warn = if plan.warning_signals.is_empty() {
                     "no warning".to_string()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use warden_analyst::{Analyst, Builtin};
+use warden_analyst::Analyst;
 use warden_api::{Live, write_live};
 use warden_config::{AllowRule, Config, Mode};
 use warden_model::{ActionKind, Incident, JournalEntry, JournalEvent, Timestamp};
@@ -107,6 +107,8 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     #[error("simulator: {0}")]
     Sim(String),
+    #[error("config: {0}")]
+    Config(String),
 }
 
 /// A line of the terminal timeline for `e`, relative to `start`; None for
@@ -247,7 +249,11 @@ pub async fn run_demo(
         config: config.clone(),
         store: store.clone(),
         live: live.clone(),
-        analyst: opts.analyst.clone().unwrap_or_else(|| Arc::new(Builtin)),
+        analyst: match opts.analyst.clone() {
+            Some(a) => a,
+            None => warden_llm::from_config(&config.analyst)
+                .map_err(|e| DemoError::Config(e.to_string()))?,
+        },
         executor: Arc::new(SimExecutor::new(sim.mesh.clone())),
     })?;
     let server = match opts.listen {

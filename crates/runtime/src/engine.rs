@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use warden_analyst::{Analyst, Answer, IncidentContext, MetricState, Request, ServiceState};
+use warden_analyst::{
+    Analyst, Answer, Answered, IncidentContext, MetricState, Request, ServiceState,
+};
 use warden_api::{SharedLive, read_live, write_live};
 
 use crate::capacity::{CapacityState, signature as capacity_signature};
@@ -1192,16 +1194,19 @@ impl Engine {
         let analyst = self.analyst.clone();
         let name = analyst.name();
         let req = Request::AnomalyAnalysis(context.clone());
-        match analyst.analyze(&req).await {
-            Ok(a) => self.journal(
-                now,
-                Some(id),
-                JournalEvent::Analysis {
-                    analyst: name.clone(),
-                    kind: req.kind().into(),
-                    body: a.body(),
-                },
-            ),
+        match analyst.answer(&req).await {
+            Ok(a) => {
+                let by = self.journal_answer(id, now, &name, req.kind(), &a);
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::Analysis {
+                        analyst: by,
+                        kind: req.kind().into(),
+                        body: a.answer.body(),
+                    },
+                )
+            }
             Err(e) => self.journal(
                 now,
                 Some(id),
@@ -1211,7 +1216,12 @@ impl Engine {
             ),
         }
         let req = Request::RecoveryPlan(context.clone());
-        let plan = match analyst.analyze(&req).await {
+        let answered = analyst.answer(&req).await;
+        let mut name = name;
+        if let Ok(a) = &answered {
+            name = self.journal_answer(id, now, &name, req.kind(), a);
+        }
+        let plan = match answered.map(|a| a.answer) {
             Ok(Answer::RecoveryPlan(p)) => p,
             Ok(other) => {
                 let reason = format!(
@@ -1276,6 +1286,51 @@ impl Engine {
         }
         for a in actions {
             self.gate_and_run(id, a, false, now).await;
+        }
+    }
+
+    /// Journals an answer's model exchanges and any fallback, and
+    /// refreshes the analyst's counters; returns who answered.
+    fn journal_answer(
+        &mut self,
+        id: &IncidentId,
+        now: Timestamp,
+        name: &str,
+        kind: &str,
+        a: &Answered,
+    ) -> String {
+        for x in &a.exchanges {
+            self.journal(
+                now,
+                Some(id),
+                JournalEvent::ModelExchange {
+                    analyst: name.to_string(),
+                    kind: x.kind.clone(),
+                    prompt: x.prompt.clone(),
+                    answer: x.answer.clone(),
+                    tokens_in: x.tokens_in,
+                    tokens_out: x.tokens_out,
+                    cached: x.cached,
+                    latency_ms: x.latency_ms,
+                    error: x.error.clone(),
+                },
+            );
+        }
+        write_live(&self.live).analyst_metrics = self.analyst.metrics();
+        match &a.fallback {
+            Some(reason) => {
+                self.journal(
+                    now,
+                    Some(id),
+                    JournalEvent::AnalystFallback {
+                        analyst: name.to_string(),
+                        kind: kind.to_string(),
+                        reason: reason.clone(),
+                    },
+                );
+                "builtin".to_string()
+            }
+            None => name.to_string(),
         }
     }
 

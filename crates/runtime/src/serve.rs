@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use warden_analyst::Builtin;
 use warden_api::{Live, read_live, write_live};
 use warden_config::Config;
 use warden_model::{Action, Receipt, Service, Timestamp};
@@ -114,7 +113,8 @@ pub async fn run_serve(
         config: config.clone(),
         store: store.clone(),
         live: live.clone(),
-        analyst: Arc::new(Builtin),
+        analyst: warden_llm::from_config(&config.analyst)
+            .map_err(|e| DemoError::Config(e.to_string()))?,
         executor,
     })?;
     let mut declared: Vec<Service> = config

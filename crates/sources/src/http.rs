@@ -30,6 +30,8 @@ pub enum HttpError {
         url: String,
         status: u16,
         body: String,
+        /// The server's `Retry-After`, in milliseconds (delta-seconds form).
+        retry_after_ms: Option<u64>,
     },
     #[error("{url}: response larger than {MAX_RESPONSE_BYTES} bytes")]
     TooLarge { url: String },
@@ -146,6 +148,12 @@ impl HttpClient {
             .await
             .map_err(|e| self.transport(url, e))?;
         let status = resp.status();
+        let retry_after_ms = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000));
         let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -158,6 +166,7 @@ impl HttpClient {
                 url: url.to_string(),
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                retry_after_ms,
             });
         }
         Ok(body)
@@ -223,7 +232,16 @@ impl HttpClient {
                     if !allowed {
                         return Err(e);
                     }
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    // The server's Retry-After when it gave one (at most
+                    // 30 s), else exponential backoff.
+                    let wait = match &e {
+                        HttpError::Status {
+                            retry_after_ms: Some(ms),
+                            ..
+                        } => (*ms).min(30_000),
+                        _ => 100 << attempt,
+                    };
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                     attempt += 1;
                 }
             }
