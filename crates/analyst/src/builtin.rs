@@ -269,6 +269,7 @@ mod tests {
             known_services: vec![n("pay"), n("db")],
             onset: Timestamp::from_secs(10_000),
             limits: crate::PlanLimits::default(),
+            logs: vec![],
         }
     }
 

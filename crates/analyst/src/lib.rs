@@ -65,6 +65,10 @@ pub struct IncidentContext {
     pub onset: warden_model::Timestamp,
     /// What the gates will allow, so that plans stay inside it.
     pub limits: PlanLimits,
+    /// Recent warning, error and alert log lines of the incident's services
+    /// (untrusted text; redacted before it reaches a model).
+    #[serde(default)]
+    pub logs: Vec<String>,
 }
 
 /// The configured bounds a plan must respect (the gates enforce them

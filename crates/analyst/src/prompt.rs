@@ -148,6 +148,7 @@ mod tests {
             known_services: vec![n("payment-service")],
             onset: Timestamp::from_secs(10_000),
             limits: PlanLimits::default(),
+            logs: vec![],
         }
     }
 

@@ -122,6 +122,9 @@ fn context(id: &str) -> IncidentContext {
         known_services: vec![n("payment-service"), n("database-service")],
         onset: Timestamp::from_secs(1_000),
         limits: PlanLimits::default(),
+        logs: vec![
+            "error payment-service: card declined for carol@example.net from 198.51.100.23".into(),
+        ],
     }
 }
 

@@ -45,6 +45,9 @@ const REFIT_EVERY: usize = 240;
 const REFIT_MIN_MS: i64 = 3_600_000;
 /// Batches at least this large have their detectors run on all cores.
 const PARALLEL_MIN_SAMPLES: usize = 20_000;
+/// Log lines kept, and at most this many in an analyst's context.
+const MAX_LOGS: usize = 2000;
+const MAX_CONTEXT_LOGS: usize = 30;
 /// Changes kept as evidence.
 const MAX_CHANGES: usize = 2000;
 
@@ -75,6 +78,8 @@ pub struct Engine {
     correlator: Correlator,
     incidents: BTreeMap<IncidentId, Incident>,
     changes: VecDeque<Change>,
+    /// Recent warning/error/alert log lines: (time, service, "level: text").
+    logs: VecDeque<(Timestamp, ServiceName, String)>,
     history: Vec<ActionRecord>,
     verifications: Vec<Verification>,
     pending: Vec<JournalEntry>,
@@ -171,6 +176,7 @@ impl Engine {
             correlator,
             incidents: BTreeMap::new(),
             changes: VecDeque::new(),
+            logs: VecDeque::new(),
             history: Vec::new(),
             verifications: Vec::new(),
             pending: Vec::new(),
@@ -708,6 +714,21 @@ impl Engine {
         calls.len()
     }
 
+    /// Feeds log lines (service, level, message); warnings, errors and
+    /// alerts are kept (bounded) as evidence for the analyst.
+    pub fn ingest_logs(&mut self, lines: &[(Timestamp, ServiceName, &str, String)]) {
+        for (ts, svc, level, msg) in lines {
+            if matches!(*level, "warn" | "error" | "alert") {
+                let text: String = msg.chars().take(500).collect();
+                self.logs
+                    .push_back((*ts, svc.clone(), format!("{level}: {text}")));
+            }
+        }
+        while self.logs.len() > MAX_LOGS {
+            self.logs.pop_front();
+        }
+    }
+
     /// Feeds changes reported by the deployment system.
     pub fn ingest_changes(&mut self, changes: Vec<Change>) {
         for c in changes {
@@ -1168,6 +1189,20 @@ impl Engine {
             limits: warden_analyst::PlanLimits {
                 max_replicas: self.cfg.services.recovery.max_replicas,
                 max_scale_factor: self.cfg.services.recovery.max_scale_factor,
+            },
+            logs: {
+                let mut recent: Vec<String> = self
+                    .logs
+                    .iter()
+                    .rev()
+                    .filter(|(ts, svc, _)| {
+                        services.contains(svc) && ts.millis() >= onset.millis() - 600_000
+                    })
+                    .take(MAX_CONTEXT_LOGS)
+                    .map(|(ts, svc, line)| format!("{} {svc} {line}", ts.rfc3339()))
+                    .collect();
+                recent.reverse();
+                recent
             },
         };
         context

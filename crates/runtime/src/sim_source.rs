@@ -65,12 +65,17 @@ impl SimSource {
         m.advance_to(t);
         let spans = m.drain_spans();
         let changes = m.drain_changes();
-        let _logs = m.drain_logs();
+        let logs: Vec<_> = m
+            .drain_logs()
+            .into_iter()
+            .map(|l| (l.ts, l.service, l.level, l.message))
+            .collect();
         if let Some(live) = &self.export {
             let text = exposition(&m.scrape());
             drop(m);
             warden_api::write_live(live).exposition = Some(text);
             engine.ingest_changes(changes);
+            engine.ingest_logs(&logs);
             engine.ingest_spans(&spans, t);
             return;
         }
@@ -84,6 +89,7 @@ impl SimSource {
         };
         drop(m);
         engine.ingest_changes(changes);
+        engine.ingest_logs(&logs);
         engine.ingest_spans(&spans, t);
         if !samples.is_empty() {
             engine.ingest_samples(&samples);
