@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde_json::Value;
 
 use crate::redact::{Pseudonyms, Redactor};
-use crate::{AnomalyAnalysis, RecoveryPlan, Request};
+use crate::{AnomalyAnalysis, IncidentContext, RecoveryPlan, Request};
 
 /// The fixed system prompt.
 pub const SYSTEM_PROMPT: &str = "\
@@ -78,16 +78,42 @@ fn nonce(content: &str) -> String {
     format!("{:016x}", warden_model::hash::fnv1a64(content.as_bytes()))
 }
 
-/// Builds the prompt of `request`; its evidence is redacted with `r` into
-/// `p` (so that pseudonyms in the answer can be mapped back).
+/// Most items of each list of the evidence a prompt carries (the strongest
+/// anomalies, the best candidates, the latest changes and log lines), so
+/// that a prompt fits small context windows.
+pub const MAX_ANOMALIES: usize = 8;
+pub const MAX_CANDIDATES: usize = 5;
+pub const MAX_CHANGES: usize = 10;
+pub const MAX_SERVICES: usize = 8;
+pub const MAX_KNOWN: usize = 200;
+pub const MAX_LOGS: usize = 15;
+
+/// The evidence as a prompt carries it: every list cut to its bound.
+pub fn trimmed(c: &IncidentContext) -> IncidentContext {
+    let mut t = c.clone();
+    t.anomalies.sort_by(|a, b| b.score.total_cmp(&a.score));
+    t.anomalies.truncate(MAX_ANOMALIES);
+    t.ranking.truncate(MAX_CANDIDATES);
+    let skip = t.changes.len().saturating_sub(MAX_CHANGES);
+    t.changes.drain(..skip);
+    t.services.truncate(MAX_SERVICES);
+    t.known_services.truncate(MAX_KNOWN);
+    let skip = t.logs.len().saturating_sub(MAX_LOGS);
+    t.logs.drain(..skip);
+    t
+}
+
+/// Builds the prompt of `request`; its evidence is trimmed ([`trimmed`]),
+/// redacted with `r` into `p` (so that pseudonyms in the answer can be
+/// mapped back) and fenced.
 pub fn build(request: &Request, r: &Redactor, p: &mut Pseudonyms) -> Prompt {
     let kind = request.kind();
     let context = match request {
-        Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c) => c,
+        Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c) => trimmed(c),
     };
-    let mut data = serde_json::to_value(context).unwrap_or(Value::Null);
+    let mut data = serde_json::to_value(&context).unwrap_or(Value::Null);
     r.redact_value(&mut data, p);
-    let body = serde_json::to_string_pretty(&data).unwrap_or_default();
+    let body = serde_json::to_string(&data).unwrap_or_default();
     let schema = answer_schema(kind);
     let n = nonce(&body);
     let user = format!(
@@ -118,7 +144,7 @@ pub fn repair(error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{IncidentContext, PlanLimits};
+    use crate::PlanLimits;
     use warden_model::{Candidate, IncidentId, ServiceName, Timestamp};
 
     fn n(s: &str) -> ServiceName {

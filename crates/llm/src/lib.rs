@@ -28,7 +28,7 @@
 //! the API.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,8 +104,10 @@ pub struct LlmAnalyst {
     redactor: Redactor,
     state: Mutex<State>,
     stats: Stats,
-    /// Cleared when the server refuses `response_format`.
-    structured: AtomicBool,
+    /// Which `response_format` the server takes: 0 OpenAI's `json_schema`,
+    /// 1 llama.cpp-python's `json_object` with a schema, 2 none (the schema
+    /// is in the prompt either way). Moves down when a server refuses one.
+    format: AtomicU8,
 }
 
 fn fnv(parts: &[&str]) -> u64 {
@@ -150,7 +152,7 @@ impl LlmAnalyst {
             redactor,
             state: Mutex::new(State::default()),
             stats: Stats::default(),
-            structured: AtomicBool::new(cfg.structured_output),
+            format: AtomicU8::new(if cfg.structured_output { 0 } else { 2 }),
         })
     }
 
@@ -284,29 +286,39 @@ impl LlmAnalyst {
             "temperature": self.cfg.temperature,
             "max_tokens": self.cfg.max_tokens,
         });
-        let structured = self.structured.load(Ordering::Relaxed);
-        if structured {
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {"name": "warden_answer", "schema": schema, "strict": false},
-            });
-        }
-        let sent = self.post(&url, &body, &[]).await;
-        let v = match sent {
-            // A server that does not take response_format: the schema is in
-            // the prompt anyway; ask again without it, and from now on.
-            Err(HttpError::Status {
-                status: 400 | 422,
-                body: ref b,
-                ..
-            }) if structured && b.contains("response_format") => {
-                self.structured.store(false, Ordering::Relaxed);
-                if let Some(o) = body.as_object_mut() {
-                    o.remove("response_format");
+        let v = loop {
+            let level = self.format.load(Ordering::Relaxed);
+            match level {
+                0 => {
+                    body["response_format"] = json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": "warden_answer", "schema": schema, "strict": false},
+                    });
                 }
-                self.post(&url, &body, &[]).await
+                1 => body["response_format"] = json!({"type": "json_object", "schema": schema}),
+                _ => {
+                    if let Some(o) = body.as_object_mut() {
+                        o.remove("response_format");
+                    }
+                }
             }
-            other => other,
+            match self.post(&url, &body, &[]).await {
+                // A server that does not take this response_format (some
+                // answer 500): try the next form, and keep it from now on.
+                Err(HttpError::Status {
+                    status: 400 | 422 | 500,
+                    body: ref b,
+                    ..
+                }) if level < 2 && b.contains("response_format") => {
+                    let _ = self.format.compare_exchange(
+                        level,
+                        level + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                other => break other,
+            }
         }
         .map_err(|e| e.to_string())?;
         let text = v["choices"][0]["message"]["content"]

