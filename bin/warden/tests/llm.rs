@@ -146,6 +146,20 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
         }
     }
     assert!(exchanges >= 1, "{stderr}");
+    // At most two model calls per incident: the combined request and one
+    // combined repair; the rest comes from the cache.
+    let mut calls: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in &journal {
+        if let warden_model::JournalEvent::ModelExchange { cached: false, .. } = &e.event {
+            let id = e
+                .incident
+                .as_ref()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            *calls.entry(id).or_default() += 1;
+        }
+    }
+    assert!(calls.values().all(|n| *n <= 2), "{calls:?}");
     // Every analysis ended as the model's validated answer or, journaled,
     // the built-in analyst's.
     let analyses: Vec<&str> = journal

@@ -430,14 +430,22 @@ impl LlmAnalyst {
     }
 
     /// The reply to `user`, from the cache or one shared call.
-    async fn cached_call(&self, user: &str, schema: &Value) -> (Result<Reply, String>, bool) {
-        let key = fnv(&[
+    async fn cached_call(
+        &self,
+        messages: &[(&str, String)],
+        schema: &Value,
+    ) -> (Result<Reply, String>, bool) {
+        let mut parts: Vec<&str> = vec![
             self.cfg.provider.as_str(),
             &self.cfg.endpoint,
             &self.cfg.model_name,
             SYSTEM_PROMPT,
-            user,
-        ]);
+        ];
+        for (role, text) in messages {
+            parts.push(role);
+            parts.push(text);
+        }
+        let key = fnv(&parts);
         let ttl = Duration::from_millis(self.cfg.cache_ttl.millis().max(0) as u64);
         let cell = {
             let mut st = self.state();
@@ -458,10 +466,7 @@ impl LlmAnalyst {
         let r = cell
             .get_or_init(|| {
                 made = true;
-                async {
-                    self.call(SYSTEM_PROMPT, &[("user", user.to_string())], schema)
-                        .await
-                }
+                async { self.call(SYSTEM_PROMPT, messages, schema).await }
             })
             .await
             .clone();
@@ -482,108 +487,74 @@ impl LlmAnalyst {
         let mut p = self.pseudonyms(&c.incident);
         let (user, schema) = self.combined(c, &mut p);
         self.keep_pseudonyms(&c.incident, p.clone());
-        let mut exchanges = Vec::new();
-        let (reply, cached) = self.cached_call(&user, &schema).await;
         self.stats.batched_items.fetch_add(1, Ordering::Relaxed);
-        let prompt_text = format!("system: {SYSTEM_PROMPT}\n\nuser: {user}");
-        let mut problem = match &reply {
-            Err(e) => {
-                exchanges.push(Exchange {
-                    kind: "combined".into(),
-                    prompt: prompt_text.clone(),
-                    answer: String::new(),
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    cached: false,
-                    latency_ms: 0,
-                    error: Some(e.clone()),
-                });
-                return self.fallback(request, exchanges, format!("model call failed: {e}"));
-            }
-            Ok(r) => {
-                let part = answer::extract_json(&r.text)
-                    .and_then(|j| serde_json::from_str::<Value>(j).ok())
-                    .and_then(|v| v.get(kind).cloned());
-                let parsed = match part {
-                    Some(v) => answer::parse(kind, &v.to_string()),
-                    None => Err(answer::AnswerError::Schema(format!(
-                        "no \"{kind}\" object in the answer"
-                    ))),
-                };
-                let error = parsed.as_ref().err().map(|e| e.to_string());
-                exchanges.push(Exchange {
-                    kind: "combined".into(),
-                    prompt: prompt_text.clone(),
-                    answer: r.text.clone(),
-                    tokens_in: if cached { 0 } else { r.tokens_in },
-                    tokens_out: if cached { 0 } else { r.tokens_out },
-                    cached,
-                    latency_ms: if cached { 0 } else { r.latency_ms },
-                    error: error.clone(),
-                });
-                match parsed {
-                    Ok(a) => return self.finish(a, &p, exchanges),
-                    Err(e) => (r.text.clone(), e.to_string()),
+        let mut exchanges = Vec::new();
+        let mut messages = vec![("user", user)];
+        // The combined request, then at most one combined repair: both
+        // analyses of an incident share them (and the cache), so an
+        // incident costs at most two calls.
+        for attempt in 0..2 {
+            let (reply, cached) = self.cached_call(&messages, &schema).await;
+            let prompt_text = std::iter::once(format!("system: {SYSTEM_PROMPT}"))
+                .chain(
+                    messages
+                        .iter()
+                        .map(|(role, text)| format!("{role}: {text}")),
+                )
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            let r = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    exchanges.push(Exchange {
+                        kind: "combined".into(),
+                        prompt: prompt_text,
+                        answer: String::new(),
+                        tokens_in: 0,
+                        tokens_out: 0,
+                        cached: false,
+                        latency_ms: 0,
+                        error: Some(e.clone()),
+                    });
+                    return self.fallback(request, exchanges, format!("model call failed: {e}"));
                 }
+            };
+            if attempt > 0 && !cached {
+                self.stats.repairs.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        // One repair request for this analysis alone.
-        self.stats.repairs.fetch_add(1, Ordering::Relaxed);
-        let single = prompt::build(request, &self.redactor, &mut p);
-        let messages = [
-            ("user", single.user.clone()),
-            ("assistant", std::mem::take(&mut problem.0)),
-            ("user", prompt::repair(&problem.1)),
-        ];
-        let started = Instant::now();
-        let repaired = self.call(SYSTEM_PROMPT, &messages, &single.schema).await;
-        let repair_prompt = format!(
-            "system: {SYSTEM_PROMPT}\n\nuser: {}\n\nassistant: {}\n\nuser: {}",
-            messages[0].1, messages[1].1, messages[2].1
-        );
-        match repaired {
-            Ok(r) => {
-                let parsed = answer::parse(kind, &r.text);
-                exchanges.push(Exchange {
-                    kind: kind.into(),
-                    prompt: repair_prompt,
-                    answer: r.text.clone(),
-                    tokens_in: r.tokens_in,
-                    tokens_out: r.tokens_out,
-                    cached: false,
-                    latency_ms: started.elapsed().as_millis() as u64,
-                    error: parsed.as_ref().err().map(|e| e.to_string()),
-                });
-                match parsed {
-                    Ok(a) => self.finish(a, &p, exchanges),
-                    Err(e) => self.fallback(
+            let parsed = part(&r.text, kind);
+            // Problems of both parts, so that the repair request is the same
+            // whichever analysis asks for it.
+            let problems: Vec<String> = ["anomaly_analysis", "recovery_plan"]
+                .iter()
+                .filter_map(|k| part(&r.text, k).err().map(|e| format!("{k}: {e}")))
+                .collect();
+            exchanges.push(Exchange {
+                kind: "combined".into(),
+                prompt: prompt_text,
+                answer: r.text.clone(),
+                tokens_in: if cached { 0 } else { r.tokens_in },
+                tokens_out: if cached { 0 } else { r.tokens_out },
+                cached,
+                latency_ms: if cached { 0 } else { r.latency_ms },
+                error: parsed.as_ref().err().map(|e| e.to_string()),
+            });
+            match parsed {
+                Ok(a) => return self.finish(a, &p, exchanges),
+                Err(e) if attempt > 0 => {
+                    return self.fallback(
                         request,
                         exchanges,
                         format!("the answer failed validation twice: {e}"),
-                    ),
+                    );
+                }
+                Err(_) => {
+                    messages.push(("assistant", r.text.clone()));
+                    messages.push(("user", prompt::repair(&problems.join("; "))));
                 }
             }
-            Err(e) => {
-                exchanges.push(Exchange {
-                    kind: kind.into(),
-                    prompt: repair_prompt,
-                    answer: String::new(),
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    cached: false,
-                    latency_ms: started.elapsed().as_millis() as u64,
-                    error: Some(e.clone()),
-                });
-                self.fallback(
-                    request,
-                    exchanges,
-                    format!(
-                        "the answer failed validation ({}) and the repair failed: {e}",
-                        problem.1
-                    ),
-                )
-            }
         }
+        self.fallback(request, exchanges, "no valid answer".into())
     }
 
     /// Maps pseudonyms back in the accepted answer.
@@ -661,6 +632,19 @@ impl Analyst for LlmAnalyst {
                 self.cfg.tokens_per_hour.saturating_sub(used) as f64,
             ),
         ]
+    }
+}
+
+/// The part of a combined answer for `kind`, parsed and checked.
+fn part(text: &str, kind: &str) -> Result<Answer, answer::AnswerError> {
+    let v: Value = answer::extract_json(text)
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or(answer::AnswerError::NoJson)?;
+    match v.get(kind) {
+        Some(x) => answer::parse(kind, &x.to_string()),
+        None => Err(answer::AnswerError::Schema(format!(
+            "no \"{kind}\" object in the answer"
+        ))),
     }
 }
 

@@ -287,7 +287,9 @@ async fn malformed_answers_get_one_repair_then_the_builtin_analyst() {
     mock.push(Scripted(
         200,
         None,
-        openai_ok("{\"status\": \"very bad\", \"anomalies\": [], \"root_causes\": [], \"recommendations\": []}"),
+        openai_ok(
+            "{\"anomaly_analysis\": {\"status\": \"very bad\", \"anomalies\": [], \"root_causes\": [], \"recommendations\": []}}",
+        ),
         0,
     ));
     let a = LlmAnalyst::new(&config(&format!("{url}/v1"), Provider::Openai)).expect("analyst");
