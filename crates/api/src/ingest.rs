@@ -369,10 +369,6 @@ impl TenantSeries {
     }
 }
 
-fn slot(m: Metric) -> usize {
-    Metric::ALL.iter().position(|x| *x == m).unwrap_or(0)
-}
-
 /// Admits the series of `samples` against `tenant`'s active-series limit
 /// at `now`: all or nothing. Series not written for `ttl_ms` stop counting.
 pub fn admit_series(
@@ -389,7 +385,7 @@ pub fn admit_series(
         samples.iter().enumerate().filter_map(|(i, s)| {
             let same =
                 i > 0 && samples[i - 1].metric == s.metric && samples[i - 1].service == s.service;
-            (!same).then_some((&s.service, slot(s.metric)))
+            (!same).then_some((&s.service, s.metric.index()))
         })
     };
     let count_new = |t: &TenantSeries| {

@@ -53,6 +53,20 @@ impl Metric {
         Metric::Replicas,
     ];
 
+    /// The metric's position in [`Metric::ALL`] (for per-metric arrays).
+    pub fn index(self) -> usize {
+        match self {
+            Metric::CpuUsage => 0,
+            Metric::MemoryUsage => 1,
+            Metric::RequestLatencyP50 => 2,
+            Metric::RequestLatencyP95 => 3,
+            Metric::RequestLatencyP99 => 4,
+            Metric::ErrorRate => 5,
+            Metric::RequestRate => 6,
+            Metric::Replicas => 7,
+        }
+    }
+
     /// The seed's four detection features: cpu_usage, memory_usage,
     /// request_latency (p95 here) and error_rate.
     pub const FEATURES: [Metric; 4] = [
@@ -118,6 +132,13 @@ pub struct Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+        }
+    }
 
     #[test]
     fn metric_names_round_trip() {

@@ -106,11 +106,6 @@ struct SeriesDetectors {
     active: bool,
 }
 
-/// A metric's position in [`Metric::ALL`].
-fn metric_slot(m: Metric) -> usize {
-    Metric::ALL.iter().position(|x| *x == m).unwrap_or(0)
-}
-
 fn robust_params(cfg: &Config, m: Metric) -> RobustParams {
     let mon = &cfg.services.monitoring;
     let (direction, min_abs, min_rel) = match m {
@@ -341,7 +336,7 @@ impl Engine {
             let mut seen = [false; 8];
             for &i in idx {
                 let m = samples[i as usize].metric;
-                if std::mem::replace(&mut seen[metric_slot(m)], true) {
+                if std::mem::replace(&mut seen[m.index()], true) {
                     continue;
                 }
                 let key = ((*svc).clone(), m);
@@ -393,14 +388,14 @@ impl Engine {
         let mut slots: Vec<Slots<'_>> = (0..services.len()).map(|_| Default::default()).collect();
         for ((s, m), d) in self.detectors.iter_mut() {
             if let Some(&k) = pos.get(s) {
-                slots[k][metric_slot(*m)] = Some(d);
+                slots[k][m.index()] = Some(d);
             }
         }
         let run = |idx: &[u32], dets: &mut Slots<'_>| -> Vec<(RobustScore, EnsembleScore)> {
             idx.iter()
                 .filter_map(|&i| {
                     let s = &samples[i as usize];
-                    let d = dets[metric_slot(s.metric)].as_mut()?;
+                    let d = dets[s.metric.index()].as_mut()?;
                     Some((
                         d.robust.observe(s.ts.millis(), s.value),
                         d.ensemble.observe(s.ts.millis(), s.value),
@@ -503,10 +498,10 @@ impl Engine {
             .detectors
             .range_mut((svc.clone(), lo)..=(svc.clone(), hi))
         {
-            dets[metric_slot(*m)] = Some(d);
+            dets[m.index()] = Some(d);
         }
         for (s, &(score, ens)) in group.iter().zip(scores) {
-            let Some(det) = dets[metric_slot(s.metric)].as_deref_mut() else {
+            let Some(det) = dets[s.metric.index()].as_deref_mut() else {
                 continue;
             };
             if !score.exceeds {
