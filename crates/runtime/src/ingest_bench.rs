@@ -151,6 +151,42 @@ fn service_name(i: usize) -> String {
     format!("svc-{i:05}")
 }
 
+/// Posts one request of `n` items, retrying a 503 after a pause as
+/// Prometheus and the OTLP exporters do; false when the run stopped while
+/// it waited.
+async fn send(
+    client: &warden_sources::HttpClient,
+    url: &str,
+    body: Bytes,
+    headers: &[(&str, &str)],
+    n: u64,
+    stop: &AtomicBool,
+    counters: &Counters,
+) -> bool {
+    loop {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        match client.post(url, body.clone(), headers).await {
+            Ok(_) => {
+                counters.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(warden_sources::HttpError::Status { status: 503, .. }) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => {
+                if counters.failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                    tracing::warn!("bench sender: {e}");
+                }
+            }
+        }
+        return true;
+    }
+}
+
 /// One sender's requests: its services' eight metrics each round.
 async fn remote_write_sender(
     client: Arc<warden_sources::HttpClient>,
@@ -224,28 +260,8 @@ async fn remote_write_sender(
             }
             let n = chunk.len() as u64;
             let body = Bytes::from(body);
-            // As Prometheus does: a 503 is retried after a pause.
-            loop {
-                counters.requests.fetch_add(1, Ordering::Relaxed);
-                match client.post(&url, body.clone(), &headers).await {
-                    Ok(_) => {
-                        counters.sent.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(warden_sources::HttpError::Status { status: 503, .. }) => {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        counters.retried.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    Err(e) => {
-                        if counters.failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                            tracing::warn!("bench sender: {e}");
-                        }
-                    }
-                }
-                break;
+            if !send(&client, &url, body, &headers, n, &stop, &counters).await {
+                return;
             }
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -320,28 +336,8 @@ async fn otlp_sender(
                 .collect(),
         };
         let body = Bytes::from(req.encode_to_vec());
-        // As the OTLP exporters do: a 503 is retried after a pause.
-        loop {
-            counters.requests.fetch_add(1, Ordering::Relaxed);
-            match client.post(&url, body.clone(), &headers).await {
-                Ok(_) => {
-                    counters.sent.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(warden_sources::HttpError::Status { status: 503, .. }) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    counters.retried.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-                Err(e) => {
-                    if counters.failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                        tracing::warn!("bench sender: {e}");
-                    }
-                }
-            }
-            break;
+        if !send(&client, &url, body, &headers, n as u64, &stop, &counters).await {
+            return;
         }
     }
 }
@@ -351,7 +347,7 @@ pub async fn run_ingest_bench(
     spec: &IngestBench,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<IngestReport, crate::DemoError> {
-    let dir = tempfile_dir()?;
+    let dir = tempfile::tempdir()?;
     let mut config = Config::default();
     config.integrations.otlp.enabled = true;
     config.integrations.otlp.grpc_listen.clear();
@@ -540,29 +536,4 @@ pub async fn run_ingest_bench(
         remote_write: rw,
         otlp,
     })
-}
-
-/// A scratch directory for the bench's store, removed when dropped.
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> std::io::Result<ScratchDir> {
-    let p = std::env::temp_dir().join(format!(
-        "warden-bench-ingest-{}-{}",
-        std::process::id(),
-        wall_now().millis()
-    ));
-    std::fs::create_dir_all(&p)?;
-    Ok(ScratchDir(p))
 }
