@@ -325,6 +325,25 @@ pub fn enqueue_spans(
     full
 }
 
+/// Why a caller may not send spans at all (each protocol answers in its
+/// own status vocabulary).
+enum Refusal {
+    Forbidden(String),
+    Disabled(&'static str),
+}
+
+fn refusal(s: &ApiState, p: &Principal) -> Option<Refusal> {
+    if p.role < Role::Operator {
+        return Some(Refusal::Forbidden(format!(
+            "token {:?} may not send spans (needs operator)",
+            p.name
+        )));
+    }
+    (!s.config.integrations.otlp.enabled).then_some(Refusal::Disabled(
+        "the OTLP receiver is disabled (integrations.otlp.enabled)",
+    ))
+}
+
 /// Whether the span queue is full: requests are then refused before
 /// decoding, with a status OTLP exporters retry with backoff (HTTP 503 with
 /// Retry-After, gRPC UNAVAILABLE). One request may take the queue past the
@@ -417,19 +436,12 @@ pub async fn http_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if p.role < Role::Operator {
-        return http_status_body(
-            StatusCode::FORBIDDEN,
-            &format!("token {:?} may not send spans (needs operator)", p.name),
-        );
+    match refusal(&s, &p) {
+        Some(Refusal::Forbidden(m)) => return http_status_body(StatusCode::FORBIDDEN, &m),
+        Some(Refusal::Disabled(m)) => return http_status_body(StatusCode::NOT_FOUND, m),
+        None => {}
     }
     let c = &s.config.integrations.otlp;
-    if !c.enabled {
-        return http_status_body(
-            StatusCode::NOT_FOUND,
-            "the OTLP receiver is disabled (integrations.otlp.enabled)",
-        );
-    }
     let ctype = header_str(&headers, "content-type");
     if !ctype.starts_with("application/x-protobuf") {
         return http_status_body(
@@ -566,19 +578,12 @@ pub async fn grpc_export(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if p.role < Role::Operator {
-        return grpc_error(
-            grpc_code::PERMISSION_DENIED,
-            &format!("token {:?} may not send spans (needs operator)", p.name),
-        );
+    match refusal(&s, &p) {
+        Some(Refusal::Forbidden(m)) => return grpc_error(grpc_code::PERMISSION_DENIED, &m),
+        Some(Refusal::Disabled(m)) => return grpc_error(grpc_code::NOT_FOUND, m),
+        None => {}
     }
     let c = &s.config.integrations.otlp;
-    if !c.enabled {
-        return grpc_error(
-            grpc_code::NOT_FOUND,
-            "the OTLP receiver is disabled (integrations.otlp.enabled)",
-        );
-    }
     let ctype = header_str(&headers, "content-type");
     if !ctype.starts_with("application/grpc") {
         return (
