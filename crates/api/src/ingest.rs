@@ -513,43 +513,45 @@ pub async fn remote_write(
 pub async fn metrics(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let mut out = String::new();
-    out.push_str("# TYPE warden_ingested_samples counter\n");
-    out.push_str("# HELP warden_ingested_samples Samples accepted for the loop, by source.\n");
-    for (source, n) in &live.ingested {
+    let expired = ("join_expired".to_string(), live.spans_expired);
+    for (family, help, label, values) in [
+        (
+            "warden_ingested_samples",
+            "Samples accepted for the loop, by source.",
+            "source",
+            live.ingested.iter().collect::<Vec<_>>(),
+        ),
+        (
+            "warden_dropped_samples",
+            "Samples received but not used, by reason.",
+            "reason",
+            live.dropped.iter().collect(),
+        ),
+        (
+            "warden_ingested_spans",
+            "Spans accepted for the dependency graph, by source.",
+            "source",
+            live.ingested_spans.iter().collect(),
+        ),
+        (
+            "warden_dropped_spans",
+            "Spans received but not used, by reason.",
+            "reason",
+            live.dropped_spans
+                .iter()
+                .chain([(&expired.0, &expired.1)])
+                .collect(),
+        ),
+    ] {
         out.push_str(&format!(
-            "warden_ingested_samples_total{{source=\"{}\"}} {n}\n",
-            escape_label(source)
+            "# TYPE {family} counter\n# HELP {family} {help}\n"
         ));
-    }
-    out.push_str("# TYPE warden_dropped_samples counter\n");
-    out.push_str("# HELP warden_dropped_samples Samples received but not used, by reason.\n");
-    for (reason, n) in &live.dropped {
-        out.push_str(&format!(
-            "warden_dropped_samples_total{{reason=\"{}\"}} {n}\n",
-            escape_label(reason)
-        ));
-    }
-    out.push_str("# TYPE warden_ingested_spans counter\n");
-    out.push_str(
-        "# HELP warden_ingested_spans Spans accepted for the dependency graph, by source.\n",
-    );
-    for (source, n) in &live.ingested_spans {
-        out.push_str(&format!(
-            "warden_ingested_spans_total{{source=\"{}\"}} {n}\n",
-            escape_label(source)
-        ));
-    }
-    out.push_str("# TYPE warden_dropped_spans counter\n");
-    out.push_str("# HELP warden_dropped_spans Spans received but not used, by reason.\n");
-    for (reason, n) in live
-        .dropped_spans
-        .iter()
-        .chain([(&"join_expired".to_string(), &live.spans_expired)])
-    {
-        out.push_str(&format!(
-            "warden_dropped_spans_total{{reason=\"{}\"}} {n}\n",
-            escape_label(reason)
-        ));
+        for (value, n) in values {
+            out.push_str(&format!(
+                "{family}_total{{{label}=\"{}\"}} {n}\n",
+                escape_label(value)
+            ));
+        }
     }
     out.push_str("# TYPE warden_pending_spans gauge\n");
     out.push_str(
