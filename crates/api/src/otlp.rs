@@ -10,7 +10,7 @@
 //! that cannot be used (bad ids, end before start, no valid service name)
 //! are rejected one by one and reported as OTLP's partial success; a body
 //! that is not OTLP at all is refused whole. Accepted spans queue in
-//! [`Live::span_inbox`] for the loop, which joins them with their parents.
+//! [`crate::Live::span_inbox`] for the loop, which joins them with their parents.
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -27,7 +27,7 @@ use warden_config::{OtlpConfig, Role};
 use warden_model::{ServiceName, Span, Timestamp};
 
 use crate::auth::Principal;
-use crate::{ApiState, Live, write_live};
+use crate::{ApiState, write_live};
 
 /// The gRPC method path of OTLP trace export.
 pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -301,30 +301,6 @@ pub fn decode(raw: &[u8], max_spans: usize) -> Result<Decoded, OtlpError> {
     Ok(out)
 }
 
-/// Queues decoded spans for the loop (dropping, and counting, what exceeds
-/// `max_pending`); returns how many were dropped.
-pub fn enqueue_spans(
-    live: &mut Live,
-    source: &str,
-    d: &Decoded,
-    spans: Vec<Span>,
-    max: usize,
-) -> u64 {
-    let room = max.saturating_sub(live.span_inbox.len());
-    let n = spans.len();
-    let take = n.min(room);
-    live.span_inbox.extend(spans.into_iter().take(take));
-    *live.ingested_spans.entry(source.to_string()).or_default() += take as u64;
-    if d.rejected > 0 {
-        *live.dropped_spans.entry("invalid".into()).or_default() += d.rejected;
-    }
-    let full = (n - take) as u64;
-    if full > 0 {
-        *live.dropped_spans.entry("queue_full".into()).or_default() += full;
-    }
-    full
-}
-
 /// Why a caller may not send spans at all (each protocol answers in its
 /// own status vocabulary).
 enum Refusal {
@@ -358,21 +334,21 @@ fn queue_full(s: &ApiState) -> Option<String> {
     })
 }
 
-fn accept(s: &ApiState, source: &str, mut d: Decoded) -> ExportTraceServiceResponse {
-    let c = &s.config.integrations.otlp;
-    let spans = std::mem::take(&mut d.spans);
-    // Admitted past `queue_full`: taken whole.
-    let full = enqueue_spans(&mut write_live(&s.live), source, &d, spans, usize::MAX);
-    let rejected = d.rejected + full;
+/// Queues an admitted request's spans whole (past `queue_full`), counts
+/// them and the rejected ones, and answers with the partial success.
+fn accept(s: &ApiState, source: &str, d: Decoded) -> ExportTraceServiceResponse {
+    {
+        let mut live = write_live(&s.live);
+        *live.ingested_spans.entry(source.to_string()).or_default() += d.spans.len() as u64;
+        if d.rejected > 0 {
+            *live.dropped_spans.entry("invalid".into()).or_default() += d.rejected;
+        }
+        live.span_inbox.extend(d.spans);
+    }
     ExportTraceServiceResponse {
-        partial_success: (rejected > 0).then(|| PartialSuccess {
-            rejected_spans: rejected as i64,
-            error_message: d.reason.unwrap_or_else(|| {
-                format!(
-                    "warden's span queue is full ({} spans)",
-                    c.max_pending_spans
-                )
-            }),
+        partial_success: (d.rejected > 0).then(|| PartialSuccess {
+            rejected_spans: d.rejected as i64,
+            error_message: d.reason.unwrap_or_default(),
         }),
     }
 }
