@@ -97,6 +97,52 @@ fn start_warden(dir: &std::path::Path, extra: &str) -> (Kill, String) {
     (Kill(child), addr)
 }
 
+/// Writes `config` as prometheus.yml in `dir` and starts Prometheus on
+/// 127.0.0.1:`port`, its log in dir/prometheus.log.
+fn start_prometheus<S: AsRef<str>>(
+    bin: &str,
+    dir: &std::path::Path,
+    port: u16,
+    config: &[S],
+) -> Kill {
+    let text: Vec<&str> = config.iter().map(|l| l.as_ref()).collect();
+    std::fs::write(dir.join("prometheus.yml"), text.join("\n") + "\n").expect("prometheus.yml");
+    Kill(
+        Command::new(bin)
+            .current_dir(dir)
+            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("prometheus.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn prometheus"),
+    )
+}
+
+/// Writes `config` as am.yml in `dir` and starts a lone Alertmanager on
+/// `addr`.
+fn start_alertmanager(bin: &str, dir: &std::path::Path, addr: &str, config: &[&str]) -> Kill {
+    std::fs::write(dir.join("am.yml"), config.join("\n") + "\n").expect("am.yml");
+    Kill(
+        Command::new(bin)
+            .current_dir(dir)
+            .args([
+                "--config.file=am.yml",
+                "--storage.path=am-data",
+                "--cluster.listen-address=",
+            ])
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn alertmanager"),
+    )
+}
+
 #[test]
 fn prometheus_remote_write_and_pull_reach_the_loop() {
     let Some(prometheus) = binary("prometheus") else {
@@ -144,22 +190,7 @@ fn prometheus_remote_write_and_pull_reach_the_loop() {
         "    min_backoff: 100ms",
         "    max_backoff: 1s",
     ];
-    std::fs::write(dir.path().join("prometheus.yml"), config.join("\n") + "\n")
-        .expect("prometheus.yml");
-    let _prom = Kill(
-        Command::new(prometheus)
-            .current_dir(dir.path())
-            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(dir.path().join("prometheus.log"))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .spawn()
-            .expect("spawn prometheus"),
-    );
+    let _prom = start_prometheus(&prometheus, dir.path(), port, &config);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, services) = get(&addr, "/api/services", "prom-test-token");
@@ -250,23 +281,9 @@ fn alertmanager_notifications_open_and_clear_signals() {
         "      authorization:",
         "        credentials: prom-test-token",
     ];
-    std::fs::write(dir.path().join("am.yml"), config.join("\n") + "\n").expect("am.yml");
     let port = free_port();
     let am_addr = format!("127.0.0.1:{port}");
-    let _am = Kill(
-        Command::new(am)
-            .current_dir(dir.path())
-            .args([
-                "--config.file=am.yml",
-                "--storage.path=am-data",
-                "--cluster.listen-address=",
-            ])
-            .arg(format!("--web.listen-address={am_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn alertmanager"),
-    );
+    let _am = start_alertmanager(&am, dir.path(), &am_addr, &config);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -373,21 +390,7 @@ fn incidents_are_pushed_to_alertmanager_and_its_silences_close_the_gate() {
         "      authorization:",
         "        credentials: prom-test-token",
     ];
-    std::fs::write(dir.path().join("am.yml"), config.join("\n") + "\n").expect("am.yml");
-    let _am = Kill(
-        Command::new(am)
-            .current_dir(dir.path())
-            .args([
-                "--config.file=am.yml",
-                "--storage.path=am-data",
-                "--cluster.listen-address=",
-            ])
-            .arg(format!("--web.listen-address={am_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn alertmanager"),
-    );
+    let _am = start_alertmanager(&am, dir.path(), &am_addr, &config);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -776,25 +779,7 @@ fn a_fault_in_the_scraped_mesh_is_detected_through_remote_write_and_pull() {
         "    min_backoff: 100ms".into(),
         "    max_backoff: 1s".into(),
     ];
-    std::fs::write(
-        dir_a.path().join("prometheus.yml"),
-        config.join("\n") + "\n",
-    )
-    .expect("prometheus.yml");
-    let _prom = Kill(
-        Command::new(prometheus)
-            .current_dir(dir_a.path())
-            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(dir_a.path().join("prometheus.log"))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .spawn()
-            .expect("spawn prometheus"),
-    );
+    let _prom = start_prometheus(&prometheus, dir_a.path(), prom_port, &config);
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut target = None;
     let (mut seen_a, mut seen_b) = (false, false);
