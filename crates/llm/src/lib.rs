@@ -37,8 +37,7 @@ use tokio::sync::OnceCell;
 use warden_analyst::prompt::{self, SYSTEM_PROMPT};
 use warden_analyst::redact::{Pseudonyms, Redactor};
 use warden_analyst::{
-    Analyst, AnalystError, Answer, Answered, BoxFuture, Builtin, Exchange, IncidentContext,
-    Request, answer,
+    Analyst, AnalystError, Answer, Answered, BoxFuture, Builtin, Exchange, Request, answer,
 };
 use warden_config::{AnalystConfig, Provider};
 use warden_model::IncidentId;
@@ -399,36 +398,6 @@ impl LlmAnalyst {
         })
     }
 
-    /// The combined request for an incident: both analyses in one object.
-    fn combined(&self, c: &IncidentContext, p: &mut Pseudonyms) -> (String, Value) {
-        let one = prompt::build(&Request::AnomalyAnalysis(c.clone()), &self.redactor, p);
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "anomaly_analysis": prompt::answer_schema("anomaly_analysis"),
-                "recovery_plan": prompt::answer_schema("recovery_plan"),
-            },
-            "required": ["anomaly_analysis", "recovery_plan"],
-            "additionalProperties": false,
-        });
-        // The data block is the same; only the task and schema differ.
-        let data = one
-            .user
-            .find("The data block below")
-            .map(|i| &one.user[i..])
-            .unwrap_or(&one.user);
-        let user = format!(
-            "Task: for the incident described by the data, give two answers in one JSON object: \
-             \"anomaly_analysis\" (its status critical, warning or ok, the anomalies, the likely \
-             root causes with a confidence between 0 and 1 and their evidence, recommendations) \
-             and \"recovery_plan\" (the fewest steps that address the most likely root cause, \
-             each with action, target and params, and a rationale citing the evidence).\n\n\
-             The answer must be one JSON object matching this JSON schema:\n{}\n\n{data}",
-            serde_json::to_string(&schema).unwrap_or_default()
-        );
-        (user, schema)
-    }
-
     /// The reply to `user`, from the cache or one shared call.
     async fn cached_call(
         &self,
@@ -485,7 +454,8 @@ impl LlmAnalyst {
         let kind = request.kind();
         let (Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c)) = request;
         let mut p = self.pseudonyms(&c.incident);
-        let (user, schema) = self.combined(c, &mut p);
+        let combined = prompt::build_combined(c, &self.redactor, &mut p);
+        let (user, schema) = (combined.user, combined.schema);
         self.keep_pseudonyms(&c.incident, p.clone());
         self.stats.batched_items.fetch_add(1, Ordering::Relaxed);
         let mut exchanges = Vec::new();
