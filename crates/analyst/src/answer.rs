@@ -6,7 +6,7 @@
 //! later, by the loop, which drops and journals what does not parse or
 //! names an unknown service.
 
-use crate::{AnomalyAnalysis, Answer, RecoveryPlan};
+use crate::{AnomalyAnalysis, Answer, CapacityAdvice, DependencyAnalysis, RecoveryPlan};
 
 /// Most items in any list of an answer.
 pub const MAX_ITEMS: usize = 50;
@@ -58,11 +58,34 @@ fn check_len(field: &str, n: usize) -> Result<(), AnswerError> {
     Ok(())
 }
 
-/// Parses and checks the answer to `kind` (`anomaly_analysis` or
-/// `recovery_plan`).
+fn check_texts(field: &str, list: &[String]) -> Result<(), AnswerError> {
+    check_len(field, list.len())?;
+    for (i, s) in list.iter().enumerate() {
+        check_text(&format!("{field}[{i}]"), s)?;
+    }
+    Ok(())
+}
+
+/// Parses and checks the answer to `kind` (`anomaly_analysis`,
+/// `recovery_plan`, `capacity_plan` or `dependency_analysis`).
 pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
     let json = extract_json(text).ok_or(AnswerError::NoJson)?;
+    let schema = |e: serde_json::Error| AnswerError::Schema(e.to_string());
     match kind {
+        "capacity_plan" => {
+            let c: CapacityAdvice = serde_json::from_str(json).map_err(schema)?;
+            check_texts("warning_signals", &c.warning_signals)?;
+            check_text("scale_timing", &c.scale_timing)?;
+            check_texts("optimizations", &c.optimizations)?;
+            Ok(Answer::CapacityPlan(c))
+        }
+        "dependency_analysis" => {
+            let d: DependencyAnalysis = serde_json::from_str(json).map_err(schema)?;
+            check_texts("dependencies", &d.dependencies)?;
+            check_texts("risks", &d.risks)?;
+            check_texts("suggestions", &d.suggestions)?;
+            Ok(Answer::DependencyAnalysis(d))
+        }
         "recovery_plan" => {
             let p: RecoveryPlan =
                 serde_json::from_str(json).map_err(|e| AnswerError::Schema(e.to_string()))?;

@@ -34,8 +34,40 @@ impl Analyst for Builtin {
             match request {
                 Request::AnomalyAnalysis(c) => Ok(Answer::AnomalyAnalysis(analyse(c))),
                 Request::RecoveryPlan(c) => plan(c).map(Answer::RecoveryPlan),
+                Request::CapacityPlan(p) => Ok(Answer::CapacityPlan(capacity_advice(p))),
+                Request::DependencyAnalysis(d) => Ok(Answer::DependencyAnalysis(dependencies(d))),
             }
         })
+    }
+}
+
+/// The capacity narrative written from the plan's numbers.
+pub fn capacity_advice(p: &warden_model::CapacityPlan) -> crate::CapacityAdvice {
+    let mut q = p.clone();
+    crate::capacity::advise(&mut q, p.generated_at);
+    crate::CapacityAdvice {
+        warning_signals: q.warning_signals,
+        scale_timing: q.scale_timing,
+        optimizations: q.optimizations,
+    }
+}
+
+/// The dependency analysis of one service from warden's risk findings.
+pub fn dependencies(d: &crate::DependencyContext) -> crate::DependencyAnalysis {
+    let mut suggestions: Vec<String> = Vec::new();
+    for r in &d.risks {
+        if !suggestions.contains(&r.suggestion) {
+            suggestions.push(r.suggestion.clone());
+        }
+    }
+    crate::DependencyAnalysis {
+        dependencies: d.calls.clone(),
+        risks: d
+            .risks
+            .iter()
+            .map(|r| format!("{} ({}): {}", r.kind, r.severity, r.detail))
+            .collect(),
+        suggestions,
     }
 }
 

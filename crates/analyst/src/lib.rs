@@ -89,6 +89,30 @@ impl Default for PlanLimits {
     }
 }
 
+/// Evidence for the dependency analysis of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependencyContext {
+    pub service: ServiceName,
+    /// The registration's description (untrusted text).
+    pub description: String,
+    /// What the service calls, one line per dependency with what warden
+    /// knows of it (declared, observed, rate, errors, latency).
+    pub calls: Vec<String>,
+    /// The services that call it.
+    pub called_by: Vec<String>,
+    /// The risks warden found that involve the service.
+    pub risks: Vec<RiskFact>,
+}
+
+/// One dependency risk, as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskFact {
+    pub kind: String,
+    pub severity: String,
+    pub detail: String,
+    pub suggestion: String,
+}
+
 /// The seed's analyses that warden asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "context", rename_all = "snake_case")]
@@ -97,6 +121,12 @@ pub enum Request {
     AnomalyAnalysis(IncidentContext),
     /// Seed: analyze_fault_pattern → `{steps}`.
     RecoveryPlan(IncidentContext),
+    /// Seed: the capacity plan's `{warning_signals, scale_timing,
+    /// optimizations}`, written from a plan's forecast. Its proposals are
+    /// warden's, from the numbers, never the analyst's.
+    CapacityPlan(warden_model::CapacityPlan),
+    /// Seed: analyze_service_dependencies → `{dependencies, risks, suggestions}`.
+    DependencyAnalysis(DependencyContext),
 }
 
 impl Request {
@@ -105,6 +135,18 @@ impl Request {
         match self {
             Request::AnomalyAnalysis(_) => "anomaly_analysis",
             Request::RecoveryPlan(_) => "recovery_plan",
+            Request::CapacityPlan(_) => "capacity_plan",
+            Request::DependencyAnalysis(_) => "dependency_analysis",
+        }
+    }
+
+    /// What the request is about (an incident id, `capacity:<service>`,
+    /// `dependencies:<service>`): pseudonyms are stable within a scope.
+    pub fn scope(&self) -> String {
+        match self {
+            Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c) => c.incident.0.clone(),
+            Request::CapacityPlan(p) => format!("capacity:{}", p.service),
+            Request::DependencyAnalysis(d) => format!("dependencies:{}", d.service),
         }
     }
 }
@@ -148,12 +190,33 @@ pub struct RecoveryPlan {
     pub rationale: String,
 }
 
+/// Seed: the capacity plan's narrative `{warning_signals, scale_timing,
+/// optimizations}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityAdvice {
+    pub warning_signals: Vec<String>,
+    pub scale_timing: String,
+    pub optimizations: Vec<String>,
+}
+
+/// Seed: `{dependencies, risks, suggestions}` of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DependencyAnalysis {
+    pub dependencies: Vec<String>,
+    pub risks: Vec<String>,
+    pub suggestions: Vec<String>,
+}
+
 /// An analyst's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "answer", rename_all = "snake_case")]
 pub enum Answer {
     AnomalyAnalysis(AnomalyAnalysis),
     RecoveryPlan(RecoveryPlan),
+    CapacityPlan(CapacityAdvice),
+    DependencyAnalysis(DependencyAnalysis),
 }
 
 impl Answer {
@@ -162,6 +225,8 @@ impl Answer {
         match self {
             Answer::AnomalyAnalysis(a) => serde_json::to_value(a),
             Answer::RecoveryPlan(p) => serde_json::to_value(p),
+            Answer::CapacityPlan(c) => serde_json::to_value(c),
+            Answer::DependencyAnalysis(d) => serde_json::to_value(d),
         }
         .unwrap_or(serde_json::Value::Null)
     }
@@ -189,6 +254,8 @@ pub struct Exchange {
     pub tokens_out: u64,
     pub cached: bool,
     pub latency_ms: u64,
+    /// Analyses answered by the request (1 unless batched).
+    pub batch: usize,
     pub error: Option<String>,
 }
 

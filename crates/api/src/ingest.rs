@@ -561,14 +561,28 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
         "warden_pending_spans {}\n",
         live.span_inbox.len() as u64 + live.spans_pending
     ));
+    // The analyst's families: `_total` counters, histograms (a family with
+    // `_bucket` series), gauges; one TYPE line each.
+    let mut typed = std::collections::BTreeSet::new();
     for (name, v) in &live.analyst_metrics {
-        let family = name.strip_suffix("_total").unwrap_or(name);
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
+        let base = name.split('{').next().unwrap_or(name);
+        let histogram = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+            let family = base.strip_suffix(suffix)?;
+            let bucket = format!("{family}_bucket{{");
+            live.analyst_metrics
+                .iter()
+                .any(|(n, _)| n.starts_with(&bucket))
+                .then_some(family)
+        });
+        let (family, kind) = match (histogram, base.strip_suffix("_total")) {
+            (Some(f), _) => (f, "histogram"),
+            (None, Some(f)) => (f, "counter"),
+            (None, None) => (base, "gauge"),
         };
-        out.push_str(&format!("# TYPE {family} {kind}\n{name} {v}\n"));
+        if typed.insert(family.to_string()) {
+            out.push_str(&format!("# TYPE {family} {kind}\n"));
+        }
+        out.push_str(&format!("{name} {v}\n"));
     }
     out.push_str("# TYPE warden_pending_samples gauge\n");
     out.push_str(&format!("warden_pending_samples {}\n", live.inbox.len()));

@@ -399,6 +399,29 @@ pub struct AnalystConfig {
     pub redact_user_ids: Vec<String>,
     /// Extra patterns of secrets, replaced likewise (never mapped back).
     pub redact_patterns: Vec<String>,
+    /// Analyses that arrive within this window go to the model in one
+    /// request with per-item answers (0 s: no batching).
+    pub batch_window: Duration,
+    /// Most analyses in one batched request.
+    pub max_batch: usize,
+    /// Most prompt tokens in one batched request (estimated at 4
+    /// characters a token), so that a batch fits the model's context; an
+    /// analysis larger than this still goes alone.
+    pub max_batch_tokens: u64,
+    /// Which analyses the model writes (`incidents`: anomaly analysis and
+    /// recovery plan; `capacity`: the capacity plan's narrative;
+    /// `dependencies`: the dependency analysis). The others come from the
+    /// built-in analyst.
+    pub model_for: Vec<ModelUse>,
+}
+
+/// An analysis the model can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelUse {
+    Incidents,
+    Capacity,
+    Dependencies,
 }
 
 impl Default for AnalystConfig {
@@ -420,6 +443,10 @@ impl Default for AnalystConfig {
             structured_output: true,
             redact_user_ids: Vec::new(),
             redact_patterns: Vec::new(),
+            batch_window: Duration::from_millis(200),
+            max_batch: 4,
+            max_batch_tokens: 6000,
+            model_for: vec![ModelUse::Incidents, ModelUse::Capacity, ModelUse::Dependencies],
         }
     }
 }
@@ -1155,6 +1182,14 @@ impl Config {
                 1_000_000_000,
             ),
             ("analyst.retries", u64::from(a.retries), 0, 10),
+            ("analyst.max_batch", a.max_batch as u64, 1, 64),
+            ("analyst.max_batch_tokens", a.max_batch_tokens, 100, 10_000_000),
+            (
+                "analyst.batch_window (ms)",
+                a.batch_window.millis().max(0) as u64,
+                0,
+                60_000,
+            ),
         ] {
             if !(lo..=hi).contains(&v) {
                 return bad(key, v.to_string(), &format!("expected {lo}..={hi}"));

@@ -3,48 +3,58 @@
 //! or Anthropic's Messages API, behind the same [`Analyst`] seam as the
 //! built-in analyst, which stays the fallback.
 //!
-//! One request, in order:
-//! 1. The evidence is redacted into pseudonyms (per incident) and fenced as
-//!    data ([`warden_analyst::prompt`]). Both analyses of an incident are
-//!    asked for in one combined request (anomaly analysis and recovery
-//!    plan), so an incident costs one model call.
-//! 2. The TTL cache (`analyst.cache_ttl`, 300 s by default) is keyed by the
-//!    redacted prompt; concurrent identical requests share one call
-//!    (single flight).
-//! 3. The rate limit (requests per minute) and the token budget (per
-//!    rolling hour) are checked; when exhausted the built-in analyst
-//!    answers, and the fallback is journaled.
-//! 4. The call goes through the outbound stack (concurrency limit, timeout,
-//!    retries of 429/5xx that honour `Retry-After`).
-//! 5. The answer is validated ([`warden_analyst::answer`]); one repair
-//!    request for the failing part; then the built-in analyst.
-//! 6. Pseudonyms in the answer are mapped back for the operator (never
+//! It writes the seed's four analyses: an incident's anomaly analysis and
+//! recovery plan (asked for together, so that an incident costs one
+//! answer), a capacity plan's narrative and a service's dependency
+//! analysis. One analysis, in order:
+//! 1. The evidence is redacted into pseudonyms (stable per incident or
+//!    service) and fenced as data ([`warden_analyst::prompt::item`]).
+//! 2. It goes down a tower stack ([`layers`]): a TTL cache per analysis
+//!    (`analyst.cache_ttl`, 300 s) with single flight; a batcher that puts
+//!    the analyses arriving within `analyst.batch_window` into one request
+//!    with per-item answers; the rate limit and hourly token budget, which
+//!    refuse rather than wait; the provider ([`provider`]), over the HTTP
+//!    stack (retries of 429/5xx/timeouts honouring `Retry-After` within a
+//!    retry budget, concurrency limit, per-attempt timeout).
+//! 3. The answer is validated ([`warden_analyst::answer`]); one repair
+//!    request, alone; then the built-in analyst, and the fallback is
+//!    journaled with its reason.
+//! 4. Pseudonyms in the answer are mapped back for the operator (never
 //!    secrets). Plan steps still go through the closed `Action` enum, the
-//!    known-service check and the gates in the loop: nothing a model says
-//!    widens what the configuration allows.
+//!    known-service check and the gates in the loop, and capacity
+//!    proposals are warden's own: nothing a model says widens what the
+//!    configuration allows.
 //!
 //! The API key comes from `api_key_env` or `api_key_file`; it is sent only
 //! in the authorization header and never appears in errors, the journal or
 //! the API.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+pub mod layers;
+pub mod provider;
 
-use serde_json::{Value, json};
-use tokio::sync::OnceCell;
-use warden_analyst::prompt::{self, SYSTEM_PROMPT};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tower::ServiceExt;
+use warden_analyst::prompt;
 use warden_analyst::redact::{Pseudonyms, Redactor};
 use warden_analyst::{
     Analyst, AnalystError, Answer, Answered, BoxFuture, Builtin, Exchange, Request, answer,
 };
-use warden_config::{AnalystConfig, Provider};
-use warden_model::IncidentId;
-use warden_sources::{HttpClient, HttpError};
+use warden_config::{AnalystConfig, Provider as Kind};
 
-/// Incidents whose pseudonym tables are kept (the oldest go first).
-const MAX_INCIDENTS: usize = 1000;
+use layers::{
+    BATCH_BUCKETS, Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Done, Spent, Stats,
+    Work,
+};
+use provider::{CallError, Provider};
+
+/// Scopes (incidents, services) whose pseudonym tables are kept (the
+/// oldest go first).
+const MAX_SCOPES: usize = 1000;
 /// Cached answers kept at most.
 const MAX_CACHED: usize = 10_000;
 
@@ -59,64 +69,28 @@ pub enum SetupError {
     KeyFile { path: String, reason: String },
 }
 
-/// A model's raw reply.
-#[derive(Debug, Clone, PartialEq)]
-struct Reply {
-    text: String,
-    tokens_in: u64,
-    tokens_out: u64,
-    latency_ms: u64,
-}
-
-type Shared = Arc<OnceCell<Result<Reply, String>>>;
+type Stack = Cache<Batch<Budget<Provider>>>;
 
 #[derive(Default)]
-struct State {
-    pseudonyms: HashMap<IncidentId, Pseudonyms>,
-    order: VecDeque<IncidentId>,
-    /// (when, tokens) of calls in the last hour.
-    tokens: VecDeque<(Instant, u64)>,
-    /// Calls in the last minute.
-    requests: VecDeque<Instant>,
-    cache: HashMap<u64, (Instant, Shared)>,
-}
-
-/// Counters for `/metrics`.
-#[derive(Default)]
-struct Stats {
-    calls: AtomicU64,
-    failed_calls: AtomicU64,
-    cache_hits: AtomicU64,
-    fallbacks: AtomicU64,
-    repairs: AtomicU64,
-    tokens_in: AtomicU64,
-    tokens_out: AtomicU64,
-    latency_ms: AtomicU64,
-    batched_items: AtomicU64,
+struct Scopes {
+    tables: HashMap<String, Pseudonyms>,
+    order: VecDeque<String>,
 }
 
 /// The model analyst.
 pub struct LlmAnalyst {
     cfg: AnalystConfig,
-    client: HttpClient,
-    key: Option<String>,
     redactor: Redactor,
-    state: Mutex<State>,
-    stats: Stats,
-    /// Which `response_format` the server takes: 0 OpenAI's `json_schema`,
-    /// 1 llama.cpp-python's `json_object` with a schema, 2 none (the schema
-    /// is in the prompt either way). Moves down when a server refuses one.
-    format: AtomicU8,
-}
-
-fn fnv(parts: &[&str]) -> u64 {
-    warden_model::hash::fnv1a64_parts(parts)
+    scopes: Mutex<Scopes>,
+    stats: Arc<Stats>,
+    spent: Arc<Mutex<Spent>>,
+    stack: Stack,
 }
 
 impl LlmAnalyst {
     /// From the `analyst` section; the key is read now.
     pub fn new(cfg: &AnalystConfig) -> Result<Self, SetupError> {
-        if cfg.provider == Provider::Builtin {
+        if cfg.provider == Kind::Builtin {
             return Err(SetupError::Builtin);
         }
         let redactor = Redactor::new(&cfg.redact_user_ids, &cfg.redact_patterns)
@@ -133,384 +107,132 @@ impl LlmAnalyst {
             (None, None) => None,
         }
         .filter(|k| !k.is_empty());
-        // Anthropic takes its key in x-api-key; OpenAI-compatible servers
-        // as a bearer token.
-        let bearer = match cfg.provider {
-            Provider::Openai => key.clone(),
-            _ => None,
-        };
+        let stats = Arc::new(Stats::default());
+        let spent = Arc::new(Mutex::new(Spent::default()));
+        let stack = tower::ServiceBuilder::new()
+            .layer(CacheLayer {
+                ttl: Duration::from_millis(cfg.cache_ttl.millis().max(0) as u64),
+                max_entries: MAX_CACHED,
+                identity: format!(
+                    "{}|{}|{}",
+                    cfg.provider.as_str(),
+                    cfg.endpoint,
+                    cfg.model_name
+                ),
+                stats: stats.clone(),
+            })
+            .layer(BatchLayer {
+                window: Duration::from_millis(cfg.batch_window.millis().max(0) as u64),
+                max: cfg.max_batch,
+                max_chars: usize::try_from(cfg.max_batch_tokens.saturating_mul(4))
+                    .unwrap_or(usize::MAX),
+                max_tokens: cfg.max_tokens,
+                stats: stats.clone(),
+            })
+            .layer(BudgetLayer {
+                requests_per_minute: cfg.requests_per_minute,
+                tokens_per_hour: cfg.tokens_per_hour,
+                spent: spent.clone(),
+                stats: stats.clone(),
+            })
+            .service(Provider::new(cfg, key));
         Ok(Self {
-            client: HttpClient::new(
-                Duration::from_millis(cfg.timeout.millis().max(1) as u64),
-                cfg.max_concurrency,
-                cfg.retries,
-                bearer,
-            ),
             cfg: cfg.clone(),
-            key,
             redactor,
-            state: Mutex::new(State::default()),
-            stats: Stats::default(),
-            format: AtomicU8::new(if cfg.structured_output { 0 } else { 2 }),
+            scopes: Mutex::new(Scopes::default()),
+            stats,
+            spent,
+            stack,
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn scopes(&self) -> std::sync::MutexGuard<'_, Scopes> {
+        self.scopes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The incident's pseudonym table (created on first use).
-    fn pseudonyms(&self, id: &IncidentId) -> Pseudonyms {
-        let mut st = self.state();
-        if !st.pseudonyms.contains_key(id) {
-            st.order.push_back(id.clone());
-            st.pseudonyms.insert(id.clone(), Pseudonyms::default());
-            while st.order.len() > MAX_INCIDENTS {
+    /// The scope's pseudonym table (created on first use).
+    fn pseudonyms(&self, scope: &str) -> Pseudonyms {
+        let mut st = self.scopes();
+        if !st.tables.contains_key(scope) {
+            st.order.push_back(scope.to_string());
+            st.tables.insert(scope.to_string(), Pseudonyms::default());
+            while st.order.len() > MAX_SCOPES {
                 if let Some(old) = st.order.pop_front() {
-                    st.pseudonyms.remove(&old);
+                    st.tables.remove(&old);
                 }
             }
         }
-        st.pseudonyms[id].clone()
+        st.tables[scope].clone()
     }
 
-    fn keep_pseudonyms(&self, id: &IncidentId, p: Pseudonyms) {
-        if let Some(slot) = self.state().pseudonyms.get_mut(id) {
+    fn keep_pseudonyms(&self, scope: &str, p: Pseudonyms) {
+        if let Some(slot) = self.scopes().tables.get_mut(scope) {
             *slot = p;
         }
     }
 
-    /// Whether a call may be made now; otherwise why not.
-    fn admit(&self) -> Result<(), String> {
-        let mut st = self.state();
-        let now = Instant::now();
-        while st
-            .tokens
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3600))
-        {
-            st.tokens.pop_front();
-        }
-        while st
-            .requests
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            st.requests.pop_front();
-        }
-        let used: u64 = st.tokens.iter().map(|(_, n)| n).sum();
-        if used >= self.cfg.tokens_per_hour {
-            return Err(format!(
-                "token budget exhausted: {used} tokens in the last hour (analyst.tokens_per_hour {})",
-                self.cfg.tokens_per_hour
-            ));
-        }
-        if st.requests.len() as u64 >= u64::from(self.cfg.requests_per_minute) {
-            return Err(format!(
-                "rate limit: {} requests in the last minute (analyst.requests_per_minute {})",
-                st.requests.len(),
-                self.cfg.requests_per_minute
-            ));
-        }
-        st.requests.push_back(now);
-        Ok(())
-    }
-
-    fn spent(&self, r: &Reply) {
-        self.state()
-            .tokens
-            .push_back((Instant::now(), r.tokens_in + r.tokens_out));
-        self.stats
-            .tokens_in
-            .fetch_add(r.tokens_in, Ordering::Relaxed);
-        self.stats
-            .tokens_out
-            .fetch_add(r.tokens_out, Ordering::Relaxed);
-        self.stats
-            .latency_ms
-            .fetch_add(r.latency_ms, Ordering::Relaxed);
-    }
-
-    /// One request to the provider.
-    async fn call(
-        &self,
-        system: &str,
-        messages: &[(&str, String)],
-        schema: &Value,
-    ) -> Result<Reply, String> {
-        self.admit()?;
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = match self.cfg.provider {
-            Provider::Anthropic => self.anthropic(system, messages).await,
-            _ => self.openai(system, messages, schema).await,
-        };
-        match result {
-            Ok((text, tokens_in, tokens_out)) => {
-                let r = Reply {
-                    text,
-                    tokens_in,
-                    tokens_out,
-                    latency_ms: started.elapsed().as_millis() as u64,
-                };
-                self.spent(&r);
-                Ok(r)
-            }
-            Err(e) => {
-                self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
-
-    async fn openai(
-        &self,
-        system: &str,
-        messages: &[(&str, String)],
-        schema: &Value,
-    ) -> Result<(String, u64, u64), String> {
-        let url = format!(
-            "{}/chat/completions",
-            self.cfg.endpoint.trim_end_matches('/')
-        );
-        let mut msgs = vec![json!({"role": "system", "content": system})];
-        msgs.extend(
-            messages
-                .iter()
-                .map(|(role, content)| json!({"role": role, "content": content})),
-        );
-        let mut body = json!({
-            "model": self.cfg.model_name,
-            "messages": msgs,
-            "temperature": self.cfg.temperature,
-            "max_tokens": self.cfg.max_tokens,
-        });
-        let v = loop {
-            let level = self.format.load(Ordering::Relaxed);
-            match level {
-                0 => {
-                    body["response_format"] = json!({
-                        "type": "json_schema",
-                        "json_schema": {"name": "warden_answer", "schema": schema, "strict": false},
-                    });
-                }
-                1 => body["response_format"] = json!({"type": "json_object", "schema": schema}),
-                _ => {
-                    if let Some(o) = body.as_object_mut() {
-                        o.remove("response_format");
-                    }
-                }
-            }
-            match self.post(&url, &body, &[]).await {
-                // A server that does not take this response_format (some
-                // answer 500): try the next form, and keep it from now on.
-                Err(HttpError::Status {
-                    status: 400 | 422 | 500,
-                    body: ref b,
-                    ..
-                }) if level < 2 && b.contains("response_format") => {
-                    let _ = self.format.compare_exchange(
-                        level,
-                        level + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-                other => break other,
-            }
-        }
-        .map_err(|e| e.to_string())?;
-        let text = v["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or_else(|| "the answer has no choices[0].message.content".to_string())?
-            .to_string();
-        Ok((
-            text,
-            v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-            v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-        ))
-    }
-
-    async fn anthropic(
-        &self,
-        system: &str,
-        messages: &[(&str, String)],
-    ) -> Result<(String, u64, u64), String> {
-        let url = format!("{}/v1/messages", self.cfg.endpoint.trim_end_matches('/'));
-        let body = json!({
-            "model": self.cfg.model_name,
-            "system": system,
-            "messages": messages
-                .iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
-                .collect::<Vec<_>>(),
-            "temperature": self.cfg.temperature,
-            "max_tokens": self.cfg.max_tokens,
-        });
-        let key = self.key.clone().unwrap_or_default();
-        let v = self
-            .post(
-                &url,
-                &body,
-                &[
-                    ("x-api-key", key.as_str()),
-                    ("anthropic-version", "2023-06-01"),
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let text: String = v["content"]
-            .as_array()
-            .map(|blocks| {
-                blocks
-                    .iter()
-                    .filter(|b| b["type"] == "text")
-                    .filter_map(|b| b["text"].as_str())
-                    .collect()
-            })
-            .ok_or_else(|| "the answer has no content blocks".to_string())?;
-        Ok((
-            text,
-            v["usage"]["input_tokens"].as_u64().unwrap_or(0),
-            v["usage"]["output_tokens"].as_u64().unwrap_or(0),
-        ))
-    }
-
-    async fn post(
-        &self,
-        url: &str,
-        body: &Value,
-        extra: &[(&str, &str)],
-    ) -> Result<Value, HttpError> {
-        let mut headers = vec![("content-type", "application/json")];
-        headers.extend_from_slice(extra);
-        let bytes = self
-            .client
-            .post(
-                url,
-                serde_json::to_vec(body).unwrap_or_default().into(),
-                &headers,
-            )
-            .await?;
-        serde_json::from_slice(&bytes).map_err(|e| HttpError::Transport {
-            url: url.to_string(),
-            message: format!("the answer is not JSON: {e}"),
-        })
-    }
-
-    /// The reply to `user`, from the cache or one shared call.
-    async fn cached_call(
-        &self,
-        messages: &[(&str, String)],
-        schema: &Value,
-    ) -> (Result<Reply, String>, bool) {
-        let mut parts: Vec<&str> = vec![
-            self.cfg.provider.as_str(),
-            &self.cfg.endpoint,
-            &self.cfg.model_name,
-            SYSTEM_PROMPT,
-        ];
-        for (role, text) in messages {
-            parts.push(role);
-            parts.push(text);
-        }
-        let key = fnv(&parts);
-        let ttl = Duration::from_millis(self.cfg.cache_ttl.millis().max(0) as u64);
-        let cell = {
-            let mut st = self.state();
-            let now = Instant::now();
-            match st.cache.get(&key) {
-                Some((at, cell)) if now.duration_since(*at) < ttl => cell.clone(),
-                _ => {
-                    if st.cache.len() >= MAX_CACHED {
-                        st.cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
-                    }
-                    let cell: Shared = Arc::new(OnceCell::new());
-                    st.cache.insert(key, (now, cell.clone()));
-                    cell
-                }
-            }
-        };
-        let mut made = false;
-        let r = cell
-            .get_or_init(|| {
-                made = true;
-                async { self.call(SYSTEM_PROMPT, messages, schema).await }
-            })
-            .await
-            .clone();
-        if r.is_err() {
-            // Failures are not cached.
-            self.state().cache.remove(&key);
-        }
-        let hit = !made;
-        if hit {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        (r, hit)
-    }
-
     async fn answer_inner(&self, request: &Request) -> Answered {
         let kind = request.kind();
-        let (Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c)) = request;
-        let mut p = self.pseudonyms(&c.incident);
-        let combined = prompt::build_combined(c, &self.redactor, &mut p);
-        let (user, schema) = (combined.user, combined.schema);
-        self.keep_pseudonyms(&c.incident, p.clone());
-        self.stats.batched_items.fetch_add(1, Ordering::Relaxed);
+        let scope = request.scope();
+        let mut p = self.pseudonyms(&scope);
+        let item = prompt::item(request, &self.redactor, &mut p);
+        self.keep_pseudonyms(&scope, p.clone());
+        // The parts of the item's answer: both analyses of an incident are
+        // checked, so that the repair is the same whichever asks for it.
+        let parts: &[&str] = match item.kind {
+            "combined" => &["anomaly_analysis", "recovery_plan"],
+            _ => &[kind],
+        };
         let mut exchanges = Vec::new();
-        let mut messages = vec![("user", user)];
-        // The combined request, then at most one combined repair: both
-        // analyses of an incident share them (and the cache), so an
-        // incident costs at most two calls.
+        let mut followup = Vec::new();
+        // The request, then at most one repair of the same item.
         for attempt in 0..2 {
-            let (reply, cached) = self.cached_call(&messages, &schema).await;
-            let prompt_text = std::iter::once(format!("system: {SYSTEM_PROMPT}"))
-                .chain(
-                    messages
-                        .iter()
-                        .map(|(role, text)| format!("{role}: {text}")),
-                )
-                .collect::<Vec<_>>()
-                .join("\n\n");
-            let r = match reply {
-                Ok(r) => r,
+            let work = Work {
+                item: item.clone(),
+                followup: followup.clone(),
+            };
+            let (done, cached) = match self.stack.clone().oneshot(work).await {
+                Ok(x) => x,
                 Err(e) => {
                     exchanges.push(Exchange {
-                        kind: "combined".into(),
-                        prompt: prompt_text,
+                        kind: item.kind.into(),
+                        prompt: String::new(),
                         answer: String::new(),
                         tokens_in: 0,
                         tokens_out: 0,
                         cached: false,
                         latency_ms: 0,
-                        error: Some(e.clone()),
+                        batch: 0,
+                        error: Some(e.to_string()),
                     });
-                    return self.fallback(request, exchanges, format!("model call failed: {e}"));
+                    let reason = match e {
+                        CallError::Refused(r) => r,
+                        e => e.to_string(),
+                    };
+                    return self.fallback(request, exchanges, reason);
                 }
             };
             if attempt > 0 && !cached {
                 self.stats.repairs.fetch_add(1, Ordering::Relaxed);
             }
-            let parsed = part(&r.text, kind);
-            // Problems of both parts, so that the repair request is the same
-            // whichever analysis asks for it.
-            let problems: Vec<String> = ["anomaly_analysis", "recovery_plan"]
+            let parsed = part(&done.text, item.kind, kind);
+            let problems: Vec<String> = parts
                 .iter()
-                .filter_map(|k| part(&r.text, k).err().map(|e| format!("{k}: {e}")))
+                .filter_map(|k| {
+                    part(&done.text, item.kind, k)
+                        .err()
+                        .map(|e| format!("{k}: {e}"))
+                })
                 .collect();
-            exchanges.push(Exchange {
-                kind: "combined".into(),
-                prompt: prompt_text,
-                answer: r.text.clone(),
-                tokens_in: if cached { 0 } else { r.tokens_in },
-                tokens_out: if cached { 0 } else { r.tokens_out },
-                cached,
-                latency_ms: if cached { 0 } else { r.latency_ms },
-                error: parsed.as_ref().err().map(|e| e.to_string()),
-            });
+            exchanges.push(exchange(item.kind, &done, cached, parsed.as_ref().err()));
             match parsed {
-                Ok(a) => return self.finish(a, &p, exchanges),
+                Ok(a) => {
+                    return Answered {
+                        answer: restore(a, &p),
+                        exchanges,
+                        fallback: None,
+                    };
+                }
                 Err(e) if attempt > 0 => {
                     return self.fallback(
                         request,
@@ -519,55 +241,66 @@ impl LlmAnalyst {
                     );
                 }
                 Err(_) => {
-                    messages.push(("assistant", r.text.clone()));
-                    messages.push(("user", prompt::repair(&problems.join("; "))));
+                    followup = vec![
+                        ("assistant", done.text.clone()),
+                        ("user", prompt::repair(&problems.join("; "))),
+                    ];
                 }
             }
         }
         self.fallback(request, exchanges, "no valid answer".into())
     }
 
-    /// Maps pseudonyms back in the accepted answer.
-    fn finish(&self, a: Answer, p: &Pseudonyms, exchanges: Vec<Exchange>) -> Answered {
-        let restored = match &a {
-            Answer::AnomalyAnalysis(x) => {
-                let mut v = serde_json::to_value(x).unwrap_or(Value::Null);
-                p.restore_value(&mut v);
-                serde_json::from_value(v).map(Answer::AnomalyAnalysis).ok()
-            }
-            Answer::RecoveryPlan(x) => {
-                let mut v = serde_json::to_value(x).unwrap_or(Value::Null);
-                p.restore_value(&mut v);
-                serde_json::from_value(v).map(Answer::RecoveryPlan).ok()
-            }
-        };
-        Answered {
-            answer: restored.unwrap_or(a),
-            exchanges,
-            fallback: None,
-        }
-    }
-
     fn fallback(&self, request: &Request, exchanges: Vec<Exchange>, reason: String) -> Answered {
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let answer = match request {
-            Request::AnomalyAnalysis(c) => {
-                Answer::AnomalyAnalysis(warden_analyst::builtin::analyse(c))
-            }
-            Request::RecoveryPlan(c) => match warden_analyst::builtin::plan(c) {
-                Ok(p) => Answer::RecoveryPlan(p),
-                Err(e) => Answer::RecoveryPlan(warden_analyst::RecoveryPlan {
-                    steps: vec![],
-                    rationale: format!("no plan: {e}"),
-                }),
-            },
-        };
         Answered {
-            answer,
+            answer: builtin_answer(request),
             exchanges,
             fallback: Some(reason),
         }
     }
+}
+
+fn exchange(
+    kind: &str,
+    d: &Done,
+    cached: bool,
+    error: Option<&answer::AnswerError>,
+) -> Exchange {
+    Exchange {
+        kind: kind.into(),
+        prompt: d.prompt.clone(),
+        answer: d.text.clone(),
+        tokens_in: if cached { 0 } else { d.reply.tokens_in },
+        tokens_out: if cached { 0 } else { d.reply.tokens_out },
+        cached,
+        latency_ms: if cached { 0 } else { d.reply.latency_ms },
+        batch: d.batch,
+        error: error.map(|e| e.to_string()),
+    }
+}
+
+/// The built-in analyst's answer to `request`.
+fn builtin_answer(request: &Request) -> Answer {
+    use warden_analyst::builtin;
+    match request {
+        Request::AnomalyAnalysis(c) => Answer::AnomalyAnalysis(builtin::analyse(c)),
+        Request::RecoveryPlan(c) => Answer::RecoveryPlan(builtin::plan(c).unwrap_or_else(|e| {
+            warden_analyst::RecoveryPlan {
+                steps: vec![],
+                rationale: format!("no plan: {e}"),
+            }
+        })),
+        Request::CapacityPlan(p) => Answer::CapacityPlan(builtin::capacity_advice(p)),
+        Request::DependencyAnalysis(d) => Answer::DependencyAnalysis(builtin::dependencies(d)),
+    }
+}
+
+/// Maps pseudonyms in an accepted answer back (never secrets).
+fn restore(a: Answer, p: &Pseudonyms) -> Answer {
+    let mut v = serde_json::to_value(&a).unwrap_or(Value::Null);
+    p.restore_value(&mut v);
+    serde_json::from_value(v).unwrap_or(a)
 }
 
 impl Analyst for LlmAnalyst {
@@ -585,28 +318,50 @@ impl Analyst for LlmAnalyst {
 
     fn metrics(&self) -> Vec<(String, f64)> {
         let s = &self.stats;
-        let used: u64 = self.state().tokens.iter().map(|(_, n)| n).sum();
+        let used = self
+            .spent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens_last_hour();
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        vec![
+        let mut out = vec![
             ("warden_llm_calls_total".into(), c(&s.calls)),
             ("warden_llm_failed_calls_total".into(), c(&s.failed_calls)),
+            ("warden_llm_refused_calls_total".into(), c(&s.refused_calls)),
             ("warden_llm_cache_hits_total".into(), c(&s.cache_hits)),
             ("warden_llm_fallbacks_total".into(), c(&s.fallbacks)),
             ("warden_llm_repairs_total".into(), c(&s.repairs)),
             ("warden_llm_tokens_in_total".into(), c(&s.tokens_in)),
             ("warden_llm_tokens_out_total".into(), c(&s.tokens_out)),
             ("warden_llm_latency_ms_total".into(), c(&s.latency_ms)),
-            ("warden_llm_batched_items_total".into(), c(&s.batched_items)),
             (
                 "warden_llm_budget_tokens_left".into(),
                 self.cfg.tokens_per_hour.saturating_sub(used) as f64,
             ),
-        ]
+        ];
+        // Analyses per request, as a Prometheus histogram.
+        let mut cumulative = 0.0;
+        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
+            cumulative += c(&s.batch_sizes[i]);
+            out.push((
+                format!("warden_llm_batch_size_bucket{{le=\"{le}\"}}"),
+                cumulative,
+            ));
+        }
+        cumulative += c(&s.batch_sizes[BATCH_BUCKETS.len()]);
+        out.push(("warden_llm_batch_size_bucket{le=\"+Inf\"}".into(), cumulative));
+        out.push(("warden_llm_batch_size_sum".into(), c(&s.batched_items)));
+        out.push(("warden_llm_batch_size_count".into(), cumulative));
+        out
     }
 }
 
-/// The part of a combined answer for `kind`, parsed and checked.
-fn part(text: &str, kind: &str) -> Result<Answer, answer::AnswerError> {
+/// The answer to `kind` in the text answering an item of `item_kind`,
+/// parsed and checked (a `combined` item holds one object per analysis).
+fn part(text: &str, item_kind: &str, kind: &str) -> Result<Answer, answer::AnswerError> {
+    if item_kind != "combined" {
+        return answer::parse(kind, text);
+    }
     let v: Value = answer::extract_json(text)
         .and_then(|j| serde_json::from_str(j).ok())
         .ok_or(answer::AnswerError::NoJson)?;
@@ -622,7 +377,7 @@ fn part(text: &str, kind: &str) -> Result<Answer, answer::AnswerError> {
 /// built-in one.
 pub fn from_config(cfg: &AnalystConfig) -> Result<Arc<dyn Analyst>, SetupError> {
     match cfg.provider {
-        Provider::Builtin => Ok(Arc::new(Builtin)),
+        Kind::Builtin => Ok(Arc::new(Builtin)),
         _ => Ok(Arc::new(LlmAnalyst::new(cfg)?)),
     }
 }

@@ -114,6 +114,10 @@ pub enum JournalEvent {
         /// Answered from the cache (no request was made).
         cached: bool,
         latency_ms: u64,
+        /// Analyses the request answered (more than 1 when batched; 0 when
+        /// no request was made).
+        #[serde(default)]
+        batch: usize,
         /// Why the exchange failed or its answer was refused, if it was.
         error: Option<String>,
     },
@@ -295,11 +299,16 @@ impl JournalEvent {
                 tokens_out,
                 cached,
                 latency_ms,
+                batch,
                 error,
                 ..
             } => {
                 let how = if *cached {
                     "from the cache".to_string()
+                } else if *batch > 1 {
+                    format!(
+                        "{tokens_in} tokens in, {tokens_out} out, {latency_ms} ms for a batch of {batch}"
+                    )
                 } else {
                     format!("{tokens_in} tokens in, {tokens_out} out, {latency_ms} ms")
                 };

@@ -1342,6 +1342,7 @@ impl Engine {
                     tokens_out: x.tokens_out,
                     cached: x.cached,
                     latency_ms: x.latency_ms,
+                    batch: x.batch,
                     error: x.error.clone(),
                 },
             );

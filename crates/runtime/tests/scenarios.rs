@@ -215,6 +215,7 @@ impl warden_analyst::Analyst for Scripted {
                         },
                     ))
                 }
+                other => warden_analyst::Builtin.analyze(other).await,
             }
         })
     }
