@@ -43,6 +43,9 @@ pub struct Live {
     pub sources: BTreeMap<String, bool>,
     /// The latest capacity plan per service.
     pub capacity: BTreeMap<ServiceName, warden_model::CapacityPlan>,
+    /// The latest dependency analysis per service (`{analyst, at,
+    /// analysis: {dependencies, risks, suggestions}}`).
+    pub dependency_analyses: BTreeMap<ServiceName, serde_json::Value>,
     /// Samples received over HTTP (remote write), waiting for the loop.
     pub inbox: Vec<warden_model::Sample>,
     /// Alerts received (Alertmanager's webhook), waiting for the loop.

@@ -241,7 +241,8 @@ async fn graph(State(s): State<ApiState>) -> Response {
 }
 
 /// The seed's dependency analysis `{dependencies, risks, suggestions}`
-/// computed from the live graph.
+/// computed from the live graph, with the analyst's latest per-service
+/// analyses under `analyses`.
 async fn risks(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
@@ -262,7 +263,13 @@ async fn risks(State(s): State<ApiState>) -> Response {
             suggestions.push(&r.suggestion);
         }
     }
-    Json(json!({ "dependencies": live.graph.edge_views(), "risks": risks, "suggestions": suggestions })).into_response()
+    Json(json!({
+        "dependencies": live.graph.edge_views(),
+        "risks": risks,
+        "suggestions": suggestions,
+        "analyses": live.dependency_analyses,
+    }))
+    .into_response()
 }
 
 async fn anomalies(State(s): State<ApiState>) -> Response {

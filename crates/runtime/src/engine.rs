@@ -9,7 +9,7 @@ use warden_analyst::{
 use warden_api::{SharedLive, read_live, write_live};
 
 use crate::capacity::{CapacityState, signature as capacity_signature};
-use warden_config::{Config, DetectionAlgorithm};
+use warden_config::{Config, DetectionAlgorithm, ModelUse};
 use warden_correlate::{CorrelateParams, Correlator, IncidentChange, Signal};
 use warden_detect::{
     Direction, Ensemble, EnsembleParams, EnsembleScore, IsolationForest, IsolationForestParams,
@@ -85,10 +85,49 @@ pub struct Engine {
     pending: Vec<JournalEntry>,
     dirty: BTreeSet<IncidentId>,
     capacity: CapacityState,
+    /// When the dependency analysis last ran, and the structure it saw per
+    /// service (a service is analysed again when that changes).
+    deps_last_run: Option<Timestamp>,
+    deps_seen: BTreeMap<ServiceName, u64>,
     alertmanager: Option<Arc<warden_sources::Alertmanager>>,
     /// Joins spans with their parents across exports (OTLP, the simulator).
     spans: SpanJoiner,
     now: Timestamp,
+}
+
+/// Most services whose dependencies are analysed in one run (the rest
+/// wait for the next).
+const MAX_DEPENDENCY_ANALYSES: usize = 20;
+
+/// Asks `analyst` all `requests` at once (so that a model analyst can
+/// batch them); the answers in the order of the requests.
+async fn ask_all(
+    analyst: &Arc<dyn Analyst>,
+    requests: Vec<Request>,
+) -> Vec<Result<Answered, warden_analyst::AnalystError>> {
+    let n = requests.len();
+    let mut asked = tokio::task::JoinSet::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let analyst = analyst.clone();
+        asked.spawn(async move { (i, analyst.answer(&r).await) });
+    }
+    let mut out: Vec<Option<_>> = (0..n).map(|_| None).collect();
+    while let Some(done) = asked.join_next().await {
+        match done {
+            Ok((i, a)) => out[i] = Some(a),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    out.into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(warden_analyst::AnalystError::NoEvidence(
+                    "the analysis was cancelled".into(),
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Per-metric detector settings: direction and the smallest change worth an
@@ -177,6 +216,8 @@ impl Engine {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             capacity: CapacityState::default(),
+            deps_last_run: None,
+            deps_seen: BTreeMap::new(),
             alertmanager: None,
             now: Timestamp(0),
         };
@@ -740,14 +781,17 @@ impl Engine {
         self.now = self.now.max(now);
         self.handle_approvals(now).await?;
         self.correlate(now);
+        let mut ready = Vec::new();
         for change in self.correlator.tick(now) {
             match change {
-                IncidentChange::Ready { id } => self.diagnose(&id, now).await,
+                IncidentChange::Ready { id } => ready.push(id),
                 IncidentChange::Quiet { id } => self.quiet(&id, now),
                 IncidentChange::Opened { .. } | IncidentChange::Grouped { .. } => {}
             }
         }
+        self.diagnose_all(&ready, now).await;
         self.verify(now).await;
+        self.analyse_dependencies(now).await;
         if self.capacity.due(&self.cfg.capacity, now) {
             self.plan_capacity(now).await;
         }
@@ -874,6 +918,32 @@ impl Engine {
                 .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
+        let mut plans = plans;
+        // The narrative of each plan that changed comes from the analyst
+        // (the proposals stay warden's own, from the numbers).
+        let changed: Vec<usize> = (0..plans.len())
+            .filter(|i| {
+                self.capacity.journaled.get(&plans[*i].service)
+                    != Some(&capacity_signature(&plans[*i]))
+            })
+            .collect();
+        let analyst = self.analyst_for(ModelUse::Capacity);
+        let name = analyst.name();
+        let requests = changed
+            .iter()
+            .map(|i| Request::CapacityPlan(plans[*i].clone()))
+            .collect();
+        for (i, answered) in changed.into_iter().zip(ask_all(&analyst, requests).await) {
+            let Ok(a) = answered else { continue };
+            let by = self.journal_answer(None, now, &name, "capacity_plan", &a);
+            if let Answer::CapacityPlan(advice) = a.answer {
+                let plan = &mut plans[i];
+                plan.warning_signals = advice.warning_signals;
+                plan.scale_timing = advice.scale_timing;
+                plan.optimizations = advice.optimizations;
+                plan.analyst = by;
+            }
+        }
         let planned = !plans.is_empty();
         for plan in plans {
             let svc = plan.service.clone();
@@ -1107,10 +1177,48 @@ impl Engine {
         read_live(&self.live).services.keys().cloned().collect()
     }
 
-    async fn diagnose(&mut self, id: &IncidentId, now: Timestamp) {
-        let Some(inc) = self.incidents.get(id).cloned() else {
-            return;
-        };
+    /// The analyst for `kind` of analysis: the configured one, or the
+    /// built-in analyst when `analyst.model_for` leaves the kind out.
+    fn analyst_for(&self, kind: ModelUse) -> Arc<dyn Analyst> {
+        if self.cfg.analyst.model_for.contains(&kind) {
+            self.analyst.clone()
+        } else {
+            Arc::new(warden_analyst::Builtin)
+        }
+    }
+
+    /// Diagnoses the incidents that became ready: the evidence of each is
+    /// gathered, the analyst is asked about all of them at once (so that a
+    /// model analyst can batch them into one request), then each answer is
+    /// journaled and its plan gated, in order.
+    async fn diagnose_all(&mut self, ids: &[IncidentId], now: Timestamp) {
+        let prepared: Vec<(IncidentId, IncidentContext)> = ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.prepare(id, now)?)))
+            .collect();
+        let analyst = self.analyst_for(ModelUse::Incidents);
+        let requests = prepared
+            .iter()
+            .flat_map(|(_, c)| {
+                [
+                    Request::AnomalyAnalysis(c.clone()),
+                    Request::RecoveryPlan(c.clone()),
+                ]
+            })
+            .collect();
+        let mut answers = ask_all(&analyst, requests).await.into_iter();
+        let name = analyst.name();
+        for (id, context) in prepared {
+            if let (Some(a), Some(p)) = (answers.next(), answers.next()) {
+                self.conclude(&id, context, &name, a, p, now).await;
+            }
+        }
+    }
+
+    /// Ranks the incident's root causes, journals the ranking and gathers
+    /// the analyst's evidence.
+    fn prepare(&mut self, id: &IncidentId, now: Timestamp) -> Option<IncidentContext> {
+        let inc = self.incidents.get(id).cloned()?;
         let anomalies: Vec<Anomaly> = self
             .active
             .values()
@@ -1221,18 +1329,29 @@ impl Engine {
             inc.status = IncidentStatus::Diagnosed;
         }
         self.dirty.insert(id.clone());
-        let analyst = self.analyst.clone();
-        let name = analyst.name();
-        let req = Request::AnomalyAnalysis(context.clone());
-        match analyst.answer(&req).await {
+        Some(context)
+    }
+
+    /// Journals an incident's analysis and plan, and gates the plan.
+    async fn conclude(
+        &mut self,
+        id: &IncidentId,
+        context: IncidentContext,
+        name: &str,
+        analysis: Result<Answered, warden_analyst::AnalystError>,
+        answered: Result<Answered, warden_analyst::AnalystError>,
+        now: Timestamp,
+    ) {
+        let kind = "anomaly_analysis";
+        match analysis {
             Ok(a) => {
-                let by = self.journal_answer(id, now, &name, req.kind(), &a);
+                let by = self.journal_answer(Some(id), now, name, kind, &a);
                 self.journal(
                     now,
                     Some(id),
                     JournalEvent::Analysis {
                         analyst: by,
-                        kind: req.kind().into(),
+                        kind: kind.into(),
                         body: a.answer.body(),
                     },
                 )
@@ -1245,11 +1364,10 @@ impl Engine {
                 },
             ),
         }
-        let req = Request::RecoveryPlan(context.clone());
-        let answered = analyst.answer(&req).await;
-        let mut name = name;
+        let kind = "recovery_plan";
+        let mut name = name.to_string();
         if let Ok(a) = &answered {
-            name = self.journal_answer(id, now, &name, req.kind(), a);
+            name = self.journal_answer(Some(id), now, &name, kind, a);
         }
         let plan = match answered.map(|a| a.answer) {
             Ok(Answer::RecoveryPlan(p)) => p,
@@ -1271,7 +1389,7 @@ impl Engine {
             Some(id),
             JournalEvent::Analysis {
                 analyst: name.clone(),
-                kind: req.kind().into(),
+                kind: kind.into(),
                 body: serde_json::to_value(&plan).unwrap_or_default(),
             },
         );
@@ -1323,7 +1441,7 @@ impl Engine {
     /// refreshes the analyst's counters; returns who answered.
     fn journal_answer(
         &mut self,
-        id: &IncidentId,
+        id: Option<&IncidentId>,
         now: Timestamp,
         name: &str,
         kind: &str,
@@ -1332,7 +1450,7 @@ impl Engine {
         for x in &a.exchanges {
             self.journal(
                 now,
-                Some(id),
+                id,
                 JournalEvent::ModelExchange {
                     analyst: name.to_string(),
                     kind: x.kind.clone(),
@@ -1352,7 +1470,7 @@ impl Engine {
             Some(reason) => {
                 self.journal(
                     now,
-                    Some(id),
+                    id,
                     JournalEvent::AnalystFallback {
                         analyst: name.to_string(),
                         kind: kind.to_string(),
@@ -1555,6 +1673,154 @@ impl Engine {
                 );
                 self.escalate(id, now, format!("the action failed: {e}"));
             }
+        }
+    }
+
+    /// The seed's dependency analysis, per service, whenever what warden
+    /// knows of the service's dependencies changes (edges declared or
+    /// observed, the risks it is part of, its description); at most once a
+    /// minute and [`MAX_DEPENDENCY_ANALYSES`] services a run. Services
+    /// without a risk or a description are left out: there is nothing to
+    /// say about them.
+    async fn analyse_dependencies(&mut self, now: Timestamp) {
+        if self
+            .deps_last_run
+            .is_some_and(|t| now.millis() - t.millis() < 60_000)
+        {
+            return;
+        }
+        self.deps_last_run = Some(now);
+        let (nodes, edges, views, descriptions) = {
+            let live = read_live(&self.live);
+            let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
+            let edges: Vec<warden_rca::risk::EdgeInfo> = live
+                .graph
+                .edges()
+                .map(|(a, b, e)| warden_rca::risk::EdgeInfo {
+                    caller: a.to_string(),
+                    callee: b.to_string(),
+                    declared: e.declared,
+                    observed: e.observed(),
+                })
+                .collect();
+            let views: Vec<(String, String, String)> = live
+                .graph
+                .edge_views()
+                .iter()
+                .map(|v| {
+                    let how = match (v.declared, v.observed) {
+                        (true, true) => "declared and observed",
+                        (true, false) => "declared, never observed",
+                        (false, _) => "observed, not declared",
+                    };
+                    let fact = format!(
+                        "{} -> {}: {how}; {:.2} calls/s, {:.2}% errors, p95 {:.0} ms",
+                        v.caller,
+                        v.callee,
+                        v.call_rate,
+                        100.0 * v.error_rate,
+                        v.latency_ms_p95
+                    );
+                    (v.caller.to_string(), v.callee.to_string(), fact)
+                })
+                .collect();
+            let descriptions: BTreeMap<String, String> = live
+                .services
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.description.clone()))
+                .collect();
+            (nodes, edges, views, descriptions)
+        };
+        if nodes.is_empty() {
+            return;
+        }
+        let risks = warden_rca::risk::analyze(&nodes, &edges, &Default::default());
+        let mut contexts = Vec::new();
+        for node in &nodes {
+            let Ok(service) = ServiceName::parse(node) else {
+                continue;
+            };
+            let mine: Vec<warden_analyst::RiskFact> = risks
+                .iter()
+                .filter(|r| r.services.contains(node))
+                .map(|r| warden_analyst::RiskFact {
+                    kind: serde_json::to_value(r.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    severity: r.severity.to_string(),
+                    detail: r.detail.clone(),
+                    suggestion: r.suggestion.clone(),
+                })
+                .collect();
+            let description = descriptions.get(node).cloned().unwrap_or_default();
+            if mine.is_empty() && description.is_empty() {
+                continue;
+            }
+            // The structure, not the rates: a service is analysed again
+            // when its dependencies or risks change, not at every sample.
+            let structure: Vec<String> = edges
+                .iter()
+                .filter(|e| &e.caller == node || &e.callee == node)
+                .map(|e| format!("{}>{}:{}{}", e.caller, e.callee, e.declared, e.observed))
+                .chain(mine.iter().map(|r| format!("{}:{}", r.kind, r.detail)))
+                .chain([description.clone()])
+                .collect();
+            let parts: Vec<&str> = structure.iter().map(String::as_str).collect();
+            let sig = warden_model::hash::fnv1a64_parts(&parts);
+            if self.deps_seen.get(&service) == Some(&sig) {
+                continue;
+            }
+            contexts.push((
+                sig,
+                warden_analyst::DependencyContext {
+                    calls: views
+                        .iter()
+                        .filter(|(a, _, _)| a == node)
+                        .map(|(_, _, f)| f.clone())
+                        .collect(),
+                    called_by: views
+                        .iter()
+                        .filter(|(_, b, _)| b == node)
+                        .map(|(a, _, _)| a.clone())
+                        .collect(),
+                    service,
+                    description,
+                    risks: mine,
+                },
+            ));
+            if contexts.len() >= MAX_DEPENDENCY_ANALYSES {
+                break;
+            }
+        }
+        if contexts.is_empty() {
+            return;
+        }
+        let analyst = self.analyst_for(ModelUse::Dependencies);
+        let name = analyst.name();
+        let requests = contexts
+            .iter()
+            .map(|(_, c)| Request::DependencyAnalysis(c.clone()))
+            .collect();
+        let answers = ask_all(&analyst, requests).await;
+        for ((sig, c), answered) in contexts.into_iter().zip(answers) {
+            let Ok(a) = answered else { continue };
+            let by = self.journal_answer(None, now, &name, "dependency_analysis", &a);
+            let body = a.answer.body();
+            self.journal(
+                now,
+                None,
+                JournalEvent::Analysis {
+                    analyst: by.clone(),
+                    kind: "dependency_analysis".into(),
+                    body: body.clone(),
+                },
+            );
+            write_live(&self.live).dependency_analyses.insert(
+                c.service.clone(),
+                serde_json::json!({"analyst": by, "at": now, "analysis": body}),
+            );
+            self.deps_seen.insert(c.service, sig);
         }
     }
 
