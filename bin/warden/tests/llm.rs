@@ -81,7 +81,8 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
     let config = dir.path().join("warden.yaml");
     std::fs::write(
         &config,
-        "analyst:\n  max_tokens: 300\n  timeout: 300s\n  retries: 0\n",
+        "analyst:\n  max_tokens: 300\n  timeout: 300s\n  retries: 0\n  \
+         model_for: [incidents, dependencies]\n",
     )
     .expect("config");
     let data = dir.path().join("data");
@@ -120,9 +121,13 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
         .expect("journal");
     let mut exchanges = 0;
     for e in &journal {
-        if let warden_model::JournalEvent::ModelExchange { prompt, .. } = &e.event {
+        if let warden_model::JournalEvent::ModelExchange { prompt, kind, .. } = &e.event {
             exchanges += 1;
-            assert!(e.incident.is_some(), "an exchange belongs to its incident");
+            assert_eq!(
+                e.incident.is_some(),
+                kind == "combined",
+                "an incident's exchange belongs to it; a dependency analysis's to none"
+            );
             for planted in [
                 "bob.smith@example.org",
                 "192.0.2.77",
@@ -137,16 +142,43 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
     // combined repair; the rest comes from the cache.
     let mut calls: std::collections::BTreeMap<String, usize> = Default::default();
     for e in &journal {
-        if let warden_model::JournalEvent::ModelExchange { cached: false, .. } = &e.event {
-            let id = e
-                .incident
-                .as_ref()
-                .map(|i| i.to_string())
-                .unwrap_or_default();
-            *calls.entry(id).or_default() += 1;
+        if let (warden_model::JournalEvent::ModelExchange { cached: false, .. }, Some(id)) =
+            (&e.event, &e.incident)
+        {
+            *calls.entry(id.to_string()).or_default() += 1;
         }
     }
     assert!(calls.values().all(|n| *n <= 2), "{calls:?}");
+    // What reached the model, for docs/BENCHMARKS.md: requests (distinct
+    // prompts sent), per kind of item, with their batch sizes.
+    let mut sent: std::collections::BTreeMap<String, (String, usize, u64)> = Default::default();
+    for e in &journal {
+        if let warden_model::JournalEvent::ModelExchange {
+            cached: false,
+            kind,
+            prompt,
+            batch,
+            latency_ms,
+            ..
+        } = &e.event
+            && !prompt.is_empty()
+        {
+            sent.insert(prompt.clone(), (kind.clone(), *batch, *latency_ms));
+        }
+    }
+    eprintln!(
+        "model requests (kind, batch, latency ms): {:?}",
+        sent.values().collect::<Vec<_>>()
+    );
+    // The dependency analyses went to the model, batched.
+    let batched = journal.iter().any(|e| {
+        matches!(
+            &e.event,
+            warden_model::JournalEvent::ModelExchange { kind, batch, .. }
+                if kind == "dependency_analysis" && *batch > 1
+        )
+    });
+    assert!(batched, "{stderr}");
     // Every analysis ended as the model's validated answer or, journaled,
     // the built-in analyst's.
     let analyses: Vec<&str> = journal

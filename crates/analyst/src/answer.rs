@@ -136,6 +136,37 @@ pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
     }
 }
 
+/// The answer to `kind` in `text`, the answer to an item of `item_kind`
+/// ([`crate::prompt::Item`]): a `combined` item's answer holds one object
+/// per analysis of the incident.
+pub fn part(text: &str, item_kind: &str, kind: &str) -> Result<Answer, AnswerError> {
+    if item_kind != "combined" {
+        return parse(kind, text);
+    }
+    let v: serde_json::Value = extract_json(text)
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or(AnswerError::NoJson)?;
+    match v.get(kind) {
+        Some(x) => parse(kind, &x.to_string()),
+        None => Err(AnswerError::Schema(format!(
+            "no \"{kind}\" object in the answer"
+        ))),
+    }
+}
+
+/// What is wrong with the answer to an item of `item_kind`, every part
+/// checked (empty when it is accepted).
+pub fn problems(text: &str, item_kind: &str) -> Vec<String> {
+    let kinds: &[&str] = match item_kind {
+        "combined" => &["anomaly_analysis", "recovery_plan"],
+        k => &[k][..],
+    };
+    kinds
+        .iter()
+        .filter_map(|k| part(text, item_kind, k).err().map(|e| format!("{k}: {e}")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

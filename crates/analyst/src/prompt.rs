@@ -94,11 +94,9 @@ const DEPENDENCY_TASK: &str = "Task: analyse the dependencies of the service in 
 /// item (kind `combined`), so that an incident costs one answer.
 pub fn item(request: &Request, r: &Redactor, p: &mut Pseudonyms) -> Item {
     let (kind, task, data) = match request {
-        Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c) => (
-            "combined",
-            INCIDENT_TASK,
-            serde_json::to_value(trimmed(c)),
-        ),
+        Request::AnomalyAnalysis(c) | Request::RecoveryPlan(c) => {
+            ("combined", INCIDENT_TASK, serde_json::to_value(trimmed(c)))
+        }
         Request::CapacityPlan(plan) => {
             // The forecast's numbers; not the daily series, nor a narrative.
             let mut plan = plan.clone();
@@ -114,7 +112,11 @@ pub fn item(request: &Request, r: &Redactor, p: &mut Pseudonyms) -> Item {
             d.calls.truncate(MAX_KNOWN);
             d.called_by.truncate(MAX_KNOWN);
             d.risks.truncate(MAX_CHANGES);
-            ("dependency_analysis", DEPENDENCY_TASK, serde_json::to_value(d))
+            (
+                "dependency_analysis",
+                DEPENDENCY_TASK,
+                serde_json::to_value(d),
+            )
         }
     };
     let mut data = data.unwrap_or(Value::Null);
@@ -164,7 +166,11 @@ pub fn trimmed(c: &IncidentContext) -> IncidentContext {
 pub fn message(items: &[&Item]) -> (String, Value) {
     let key = |i: usize| format!("item_{}", i + 1);
     let (task, schema, body) = match items {
-        [one] => (one.task.to_string(), one.schema.clone(), one.evidence.clone()),
+        [one] => (
+            one.task.to_string(),
+            one.schema.clone(),
+            one.evidence.clone(),
+        ),
         _ => {
             let mut task = format!(
                 "Task: answer the {} items below separately, in one JSON object whose key \
@@ -319,7 +325,11 @@ mod tests {
         );
         let (user, schema) = message(&[&incident, &deps]);
         assert_eq!(schema["required"], serde_json::json!(["item_1", "item_2"]));
-        assert!(schema["properties"]["item_2"].to_string().contains("suggestions"));
+        assert!(
+            schema["properties"]["item_2"]
+                .to_string()
+                .contains("suggestions")
+        );
         assert!(user.contains("Item 1: Task: for the incident"));
         assert!(user.contains("Item 2: Task: analyse the dependencies"));
         let open = user.find("<data nonce=\"").expect("fence");

@@ -446,7 +446,11 @@ impl Default for AnalystConfig {
             batch_window: Duration::from_millis(200),
             max_batch: 4,
             max_batch_tokens: 6000,
-            model_for: vec![ModelUse::Incidents, ModelUse::Capacity, ModelUse::Dependencies],
+            model_for: vec![
+                ModelUse::Incidents,
+                ModelUse::Capacity,
+                ModelUse::Dependencies,
+            ],
         }
     }
 }
@@ -1183,7 +1187,12 @@ impl Config {
             ),
             ("analyst.retries", u64::from(a.retries), 0, 10),
             ("analyst.max_batch", a.max_batch as u64, 1, 64),
-            ("analyst.max_batch_tokens", a.max_batch_tokens, 100, 10_000_000),
+            (
+                "analyst.max_batch_tokens",
+                a.max_batch_tokens,
+                100,
+                10_000_000,
+            ),
             (
                 "analyst.batch_window (ms)",
                 a.batch_window.millis().max(0) as u64,

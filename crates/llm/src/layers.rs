@@ -188,25 +188,39 @@ where
 
 // ---------------------------------------------------------------- batch
 
-/// One analysis for the model: its item, and for a repair the
-/// conversation that follows the item's message (a repair goes alone).
+/// One analysis for the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
     pub item: Item,
-    pub followup: Vec<(&'static str, String)>,
 }
 
-/// The answer to one analysis, with the request it came in.
+/// One request an analysis took part in, for the journal.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Done {
-    /// The analysis's own answer (its part of a batched answer).
-    pub text: String,
+pub struct Attempt {
     /// The whole request as sent.
     pub prompt: String,
-    /// The whole request's cost.
+    /// The analysis's own answer (its part of a batched answer).
+    pub text: String,
+    /// The whole request's cost (zero when it failed).
     pub reply: Reply,
+    /// Why the request failed or the answer was refused.
+    pub error: Option<String>,
+}
+
+/// The answer to one analysis: the request and, when its answer failed
+/// validation, the one repair request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub attempts: Vec<Attempt>,
     /// Analyses in the request.
     pub batch: usize,
+}
+
+impl Done {
+    /// The final answer's text.
+    pub fn text(&self) -> &str {
+        self.attempts.last().map_or("", |a| a.text.as_str())
+    }
 }
 
 /// Gathers the analyses that arrive within `window` into one request of
@@ -266,48 +280,95 @@ where
     S: Service<Call, Response = Reply, Error = CallError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    /// Sends `items` as one request and hands each its part.
+    /// Sends `items` as one request and hands each its part. Parts that
+    /// fail validation get one repair request, for all of them together:
+    /// a batch costs at most two calls.
     async fn send(inner: S, layer: BatchLayer, items: Vec<Waiting>) {
         let n = items.len();
         if n == 0 {
             return;
         }
         layer.stats.observe_batch(n);
+        let key = |i: usize| format!("item_{}", i + 1);
         let refs: Vec<&Item> = items.iter().map(|(w, _)| &w.item).collect();
         let (user, schema) = prompt::message(&refs);
-        let mut messages = vec![("user", user)];
-        if n == 1 {
-            messages.extend(items[0].0.followup.iter().cloned());
-        }
-        let call = Call {
-            messages,
+        let mut call = Call {
+            messages: vec![("user", user)],
             schema,
             max_tokens: layer.max_tokens.saturating_mul(n as u32),
         };
-        let transcript = call.transcript();
-        let r = inner.oneshot(call).await;
-        let parts: Option<Value> = match (&r, n) {
-            (Ok(reply), 2..) => warden_analyst::answer::extract_json(&reply.text)
-                .and_then(|j| serde_json::from_str(j).ok()),
-            _ => None,
-        };
-        for (i, (_, tx)) in items.into_iter().enumerate() {
-            let out = r.clone().map(|reply| Done {
-                text: if n == 1 {
+        let mut attempts: Vec<Vec<Attempt>> = vec![Vec::new(); n];
+        let mut failing: Vec<usize> = (0..n).collect();
+        for round in 0..2 {
+            let prompt = call.transcript();
+            let r = inner.clone().oneshot(call.clone()).await;
+            let reply = match r {
+                Ok(reply) => reply,
+                Err(e) => {
+                    for i in &failing {
+                        attempts[*i].push(Attempt {
+                            prompt: prompt.clone(),
+                            text: String::new(),
+                            reply: Reply::default(),
+                            error: Some(e.to_string()),
+                        });
+                    }
+                    // No answer at all: the caller falls back (and a
+                    // refusal or failure is not cached).
+                    if round == 0 {
+                        for (_, tx) in items {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                        return;
+                    }
+                    break;
+                }
+            };
+            let parts: Option<Value> = (n > 1)
+                .then(|| {
+                    warden_analyst::answer::extract_json(&reply.text)
+                        .and_then(|j| serde_json::from_str(j).ok())
+                })
+                .flatten();
+            let mut problems = Vec::new();
+            let mut still = Vec::new();
+            for &i in &failing {
+                let text = if n == 1 {
                     reply.text.clone()
                 } else {
-                    let key = format!("item_{}", i + 1);
                     parts
                         .as_ref()
-                        .and_then(|v| v.get(&key))
+                        .and_then(|v| v.get(key(i)))
                         .map(Value::to_string)
-                        .unwrap_or_else(|| format!("(no {key} in the batched answer)"))
-                },
-                prompt: transcript.clone(),
-                reply,
-                batch: n,
-            });
-            let _ = tx.send(out);
+                        .unwrap_or_else(|| format!("(no {} in the answer)", key(i)))
+                };
+                let p = warden_analyst::answer::problems(&text, items[i].0.item.kind);
+                if !p.is_empty() {
+                    still.push(i);
+                    problems.push(if n == 1 {
+                        p.join("; ")
+                    } else {
+                        format!("{}: {}", key(i), p.join("; "))
+                    });
+                }
+                attempts[i].push(Attempt {
+                    prompt: prompt.clone(),
+                    text,
+                    reply: reply.clone(),
+                    error: (!p.is_empty()).then(|| p.join("; ")),
+                });
+            }
+            if still.is_empty() || round == 1 {
+                break;
+            }
+            layer.stats.repairs.fetch_add(1, Ordering::Relaxed);
+            failing = still;
+            call.messages.push(("assistant", reply.text.clone()));
+            call.messages
+                .push(("user", prompt::repair(&problems.join("; "))));
+        }
+        for ((_, tx), attempts) in items.into_iter().zip(attempts) {
+            let _ = tx.send(Ok(Done { attempts, batch: n }));
         }
     }
 }
@@ -329,7 +390,7 @@ where
         let (tx, rx) = oneshot::channel();
         let layer = self.layer.clone();
         let mut ready = Vec::new();
-        if !work.followup.is_empty() || layer.window.is_zero() || layer.max <= 1 {
+        if layer.window.is_zero() || layer.max <= 1 {
             ready.push(vec![(work, tx)]);
         } else {
             let mut open = lock(&self.open);
@@ -374,7 +435,9 @@ where
 type Cell = Arc<OnceCell<Result<Done, CallError>>>;
 
 /// Answers per analysis for `ttl`; concurrent identical analyses share
-/// one answer (single flight). Failures are not kept.
+/// one answer (single flight). Failed and refused calls are not kept; an
+/// answer that failed validation is (asking again would cost calls for
+/// the same answer).
 #[derive(Clone)]
 pub struct CacheLayer {
     pub ttl: Duration,
@@ -405,19 +468,14 @@ pub struct Cache<S> {
 impl<S> Cache<S> {
     fn key(&self, w: &Work) -> u64 {
         let schema = w.item.schema.to_string();
-        let mut parts: Vec<&str> = vec![
+        warden_model::hash::fnv1a64_parts(&[
             &self.layer.identity,
             SYSTEM_PROMPT,
             w.item.kind,
             w.item.task,
             &schema,
             &w.item.evidence,
-        ];
-        for (role, text) in &w.followup {
-            parts.push(role);
-            parts.push(text);
-        }
-        warden_model::hash::fnv1a64_parts(&parts)
+        ])
     }
 }
 
@@ -453,7 +511,11 @@ where
                 }
             }
         };
-        let (inner, entries, stats) = (self.inner.clone(), self.entries.clone(), self.layer.stats.clone());
+        let (inner, entries, stats) = (
+            self.inner.clone(),
+            self.entries.clone(),
+            self.layer.stats.clone(),
+        );
         Box::pin(async move {
             let mut made = false;
             let r = cell

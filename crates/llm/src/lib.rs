@@ -47,8 +47,7 @@ use warden_analyst::{
 use warden_config::{AnalystConfig, Provider as Kind};
 
 use layers::{
-    BATCH_BUCKETS, Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Done, Spent, Stats,
-    Work,
+    BATCH_BUCKETS, Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Spent, Stats, Work,
 };
 use provider::{CallError, Provider};
 
@@ -177,78 +176,59 @@ impl LlmAnalyst {
         let mut p = self.pseudonyms(&scope);
         let item = prompt::item(request, &self.redactor, &mut p);
         self.keep_pseudonyms(&scope, p.clone());
-        // The parts of the item's answer: both analyses of an incident are
-        // checked, so that the repair is the same whichever asks for it.
-        let parts: &[&str] = match item.kind {
-            "combined" => &["anomaly_analysis", "recovery_plan"],
-            _ => &[kind],
-        };
-        let mut exchanges = Vec::new();
-        let mut followup = Vec::new();
-        // The request, then at most one repair of the same item.
-        for attempt in 0..2 {
-            let work = Work {
-                item: item.clone(),
-                followup: followup.clone(),
-            };
-            let (done, cached) = match self.stack.clone().oneshot(work).await {
-                Ok(x) => x,
-                Err(e) => {
-                    exchanges.push(Exchange {
-                        kind: item.kind.into(),
-                        prompt: String::new(),
-                        answer: String::new(),
-                        tokens_in: 0,
-                        tokens_out: 0,
-                        cached: false,
-                        latency_ms: 0,
-                        batch: 0,
-                        error: Some(e.to_string()),
-                    });
-                    let reason = match e {
-                        CallError::Refused(r) => r,
-                        e => e.to_string(),
-                    };
-                    return self.fallback(request, exchanges, reason);
-                }
-            };
-            if attempt > 0 && !cached {
-                self.stats.repairs.fetch_add(1, Ordering::Relaxed);
+        let item_kind = item.kind;
+        let (done, cached) = match self.stack.clone().oneshot(Work { item }).await {
+            Ok(x) => x,
+            Err(e) => {
+                let exchange = Exchange {
+                    kind: item_kind.into(),
+                    prompt: String::new(),
+                    answer: String::new(),
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    cached: false,
+                    latency_ms: 0,
+                    batch: 0,
+                    error: Some(e.to_string()),
+                };
+                let reason = match e {
+                    CallError::Refused(r) => r,
+                    e => e.to_string(),
+                };
+                return self.fallback(request, vec![exchange], reason);
             }
-            let parsed = part(&done.text, item.kind, kind);
-            let problems: Vec<String> = parts
-                .iter()
-                .filter_map(|k| {
-                    part(&done.text, item.kind, k)
-                        .err()
-                        .map(|e| format!("{k}: {e}"))
-                })
-                .collect();
-            exchanges.push(exchange(item.kind, &done, cached, parsed.as_ref().err()));
-            match parsed {
-                Ok(a) => {
-                    return Answered {
-                        answer: restore(a, &p),
-                        exchanges,
-                        fallback: None,
-                    };
-                }
-                Err(e) if attempt > 0 => {
-                    return self.fallback(
-                        request,
-                        exchanges,
-                        format!("the answer failed validation twice: {e}"),
-                    );
-                }
-                Err(_) => {
-                    followup = vec![
-                        ("assistant", done.text.clone()),
-                        ("user", prompt::repair(&problems.join("; "))),
-                    ];
-                }
+        };
+        let exchanges: Vec<Exchange> = done
+            .attempts
+            .iter()
+            .map(|a| Exchange {
+                kind: item_kind.into(),
+                prompt: a.prompt.clone(),
+                answer: a.text.clone(),
+                tokens_in: if cached { 0 } else { a.reply.tokens_in },
+                tokens_out: if cached { 0 } else { a.reply.tokens_out },
+                cached,
+                latency_ms: if cached { 0 } else { a.reply.latency_ms },
+                batch: done.batch,
+                error: a.error.clone(),
+            })
+            .collect();
+        match answer::part(done.text(), item_kind, kind) {
+            Ok(a) => Answered {
+                answer: restore(a, &p),
+                exchanges,
+                fallback: None,
+            },
+            Err(e) => {
+                let last = done.attempts.last().and_then(|a| a.error.clone());
+                let reason = match (done.attempts.len(), last) {
+                    (2, Some(call)) if call.starts_with("model call failed") => call,
+                    (2, _) => format!("the answer failed validation twice: {e}"),
+                    _ => format!("the answer failed validation: {e}"),
+                };
+                self.fallback(request, exchanges, reason)
             }
         }
-        self.fallback(request, exchanges, "no valid answer".into())
     }
 
     fn fallback(&self, request: &Request, exchanges: Vec<Exchange>, reason: String) -> Answered {
@@ -258,25 +238,6 @@ impl LlmAnalyst {
             exchanges,
             fallback: Some(reason),
         }
-    }
-}
-
-fn exchange(
-    kind: &str,
-    d: &Done,
-    cached: bool,
-    error: Option<&answer::AnswerError>,
-) -> Exchange {
-    Exchange {
-        kind: kind.into(),
-        prompt: d.prompt.clone(),
-        answer: d.text.clone(),
-        tokens_in: if cached { 0 } else { d.reply.tokens_in },
-        tokens_out: if cached { 0 } else { d.reply.tokens_out },
-        cached,
-        latency_ms: if cached { 0 } else { d.reply.latency_ms },
-        batch: d.batch,
-        error: error.map(|e| e.to_string()),
     }
 }
 
@@ -349,27 +310,13 @@ impl Analyst for LlmAnalyst {
             ));
         }
         cumulative += c(&s.batch_sizes[BATCH_BUCKETS.len()]);
-        out.push(("warden_llm_batch_size_bucket{le=\"+Inf\"}".into(), cumulative));
+        out.push((
+            "warden_llm_batch_size_bucket{le=\"+Inf\"}".into(),
+            cumulative,
+        ));
         out.push(("warden_llm_batch_size_sum".into(), c(&s.batched_items)));
         out.push(("warden_llm_batch_size_count".into(), cumulative));
         out
-    }
-}
-
-/// The answer to `kind` in the text answering an item of `item_kind`,
-/// parsed and checked (a `combined` item holds one object per analysis).
-fn part(text: &str, item_kind: &str, kind: &str) -> Result<Answer, answer::AnswerError> {
-    if item_kind != "combined" {
-        return answer::parse(kind, text);
-    }
-    let v: Value = answer::extract_json(text)
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or(answer::AnswerError::NoJson)?;
-    match v.get(kind) {
-        Some(x) => answer::parse(kind, &x.to_string()),
-        None => Err(answer::AnswerError::Schema(format!(
-            "no \"{kind}\" object in the answer"
-        ))),
     }
 }
 

@@ -34,7 +34,7 @@ impl Call {
 }
 
 /// A model's raw reply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reply {
     pub text: String,
     pub tokens_in: u64,

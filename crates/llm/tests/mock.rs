@@ -454,7 +454,7 @@ fn dependency_context() -> warden_analyst::DependencyContext {
 
 /// Three different analyses at once (two incidents and a capacity plan)
 /// are one request with per-item answers; an item missing from the
-/// batched answer is repaired alone; the histogram counts both requests.
+/// batched answer gets one repair request for the batch, naming it.
 #[tokio::test]
 async fn analyses_arriving_together_share_one_request() {
     let (mock, url) = start().await;
@@ -467,7 +467,8 @@ async fn analyses_arriving_together_share_one_request() {
     // item_2 (the second incident) is missing from the batched answer.
     let batched = json!({"item_1": combined, "item_3": capacity}).to_string();
     mock.push(Scripted(200, None, openai_ok(&batched), 0));
-    mock.push(Scripted(200, None, openai_ok(&combined_answer()), 0));
+    let repaired = json!({"item_2": combined}).to_string();
+    mock.push(Scripted(200, None, openai_ok(&repaired), 0));
     let mut cfg = config(&format!("{url}/v1"), Provider::Openai);
     cfg.batch_window = CfgDuration::from_millis(300);
     let a = Arc::new(LlmAnalyst::new(&cfg).expect("analyst"));
@@ -492,14 +493,27 @@ async fn analyses_arriving_together_share_one_request() {
     let schema = &seen[0].1["response_format"]["json_schema"]["schema"];
     assert_eq!(schema["required"], json!(["item_1", "item_2", "item_3"]));
     assert!(!first.contains("ignored: the narrative"));
-    // The repair is for the missing item only, alone.
+    // One repair for the batch, naming the missing item only.
     let repair = &seen[1].1["messages"];
     assert_eq!(repair.as_array().map(Vec::len), Some(4));
-    assert!(repair[1]["content"].as_str().is_some_and(|u| u.contains("INC-00000002") && !u.contains("INC-00000001")));
-    assert!(repair[3]["content"].as_str().is_some_and(|u| u.contains("rejected")));
-    assert_eq!((x.fallback.clone(), y.fallback.clone(), z.fallback.clone()), (None, None, None));
+    assert_eq!(repair[1]["content"], seen[0].1["messages"][1]["content"]);
+    assert_eq!(repair[2]["content"].as_str(), Some(batched.as_str()));
+    let why = repair[3]["content"].as_str().expect("repair");
+    assert!(
+        why.contains("item_2") && !why.contains("item_1") && !why.contains("item_3"),
+        "{why}"
+    );
+    assert_eq!(
+        (x.fallback.clone(), y.fallback.clone(), z.fallback.clone()),
+        (None, None, None)
+    );
+    assert_eq!(x.exchanges.len(), 1);
     assert_eq!(x.exchanges[0].batch, 3);
-    assert_eq!(y.exchanges.iter().map(|e| e.batch).collect::<Vec<_>>(), vec![3, 1]);
+    assert_eq!(
+        y.exchanges.iter().map(|e| e.batch).collect::<Vec<_>>(),
+        vec![3, 3]
+    );
+    assert!(y.exchanges[0].answer.contains("no item_2") && y.exchanges[0].error.is_some());
     let Answer::CapacityPlan(advice) = &z.answer else {
         panic!("capacity advice: {:?}", z.answer);
     };
@@ -507,10 +521,11 @@ async fn analyses_arriving_together_share_one_request() {
     assert!(matches!(&y.answer, Answer::RecoveryPlan(p) if p.steps[0].action == "rollback"));
     let m: std::collections::BTreeMap<String, f64> = a.metrics().into_iter().collect();
     assert_eq!(m["warden_llm_calls_total"], 2.0);
-    assert_eq!(m["warden_llm_batch_size_bucket{le=\"1\"}"], 1.0);
-    assert_eq!(m["warden_llm_batch_size_bucket{le=\"4\"}"], 2.0);
-    assert_eq!(m["warden_llm_batch_size_sum"], 4.0);
-    assert_eq!(m["warden_llm_batch_size_count"], 2.0);
+    assert_eq!(m["warden_llm_repairs_total"], 1.0);
+    assert_eq!(m["warden_llm_batch_size_bucket{le=\"2\"}"], 0.0);
+    assert_eq!(m["warden_llm_batch_size_bucket{le=\"4\"}"], 1.0);
+    assert_eq!(m["warden_llm_batch_size_sum"], 3.0);
+    assert_eq!(m["warden_llm_batch_size_count"], 1.0);
 }
 
 /// A batch holds at most `max_batch` analyses; the rest go in the next.
@@ -573,11 +588,19 @@ async fn dependency_analysis_through_the_model() {
         .await
         .expect("answer");
     assert_eq!(r.fallback, None);
-    assert!(r.exchanges[0].error.as_deref().is_some_and(|e| e.contains("steps")));
+    assert!(
+        r.exchanges[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("steps"))
+    );
     let Answer::DependencyAnalysis(d) = &r.answer else {
         panic!("dependency analysis");
     };
-    assert_eq!(d.suggestions[0], "ask dave@example.org about a read replica");
+    assert_eq!(
+        d.suggestions[0],
+        "ask dave@example.org about a read replica"
+    );
     let sent = mock.requests()[0].1.to_string();
     assert!(!sent.contains("dave@example.org"));
     let user = mock.requests()[0].1["messages"][1]["content"]

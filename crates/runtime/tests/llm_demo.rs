@@ -5,7 +5,8 @@
 //! replicas, whatever the incident. The run must complete; every request
 //! must be free of the mesh's planted sensitive values (an e-mail, an IP
 //! address and a token in its log lines); each incident costs at most two
-//! model calls; and nothing the model proposed beyond the gates runs.
+//! model calls (batched with the capacity and dependency analyses that
+//! arrive with it); and nothing the model proposed beyond the gates runs.
 
 use std::sync::{Arc, Mutex};
 
@@ -70,8 +71,16 @@ async fn mock() -> (Arc<Mutex<Vec<Value>>>, String) {
     (seen, format!("http://{addr}/v1"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_analyst_is_redacted_batched_and_kept_inside_the_gates() {
+/// Runs the dependency-outage demo with the mock model as the analyst;
+/// returns the journal, the requests the model received and the summary.
+async fn run(
+    batch_window: warden_config::Duration,
+    cache_ttl: warden_config::Duration,
+) -> (
+    Vec<warden_model::JournalEntry>,
+    Vec<Value>,
+    warden_runtime::DemoSummary,
+) {
     let (seen, url) = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut opts = DemoOptions::new(
@@ -86,6 +95,8 @@ async fn a_model_analyst_is_redacted_batched_and_kept_inside_the_gates() {
     opts.config.analyst.provider = Provider::Openai;
     opts.config.analyst.endpoint = url;
     opts.config.analyst.model_name = "hostile-model".into();
+    opts.config.analyst.batch_window = batch_window;
+    opts.config.analyst.cache_ttl = cache_ttl;
     let summary = run_demo(opts, &mut |_| {})
         .await
         .expect("runs")
@@ -97,27 +108,110 @@ async fn a_model_analyst_is_redacted_batched_and_kept_inside_the_gates() {
             ..Default::default()
         })
         .expect("journal");
-    let incidents = journal
-        .iter()
-        .filter(|e| matches!(e.event, JournalEvent::IncidentOpened { .. }))
-        .count();
     let requests = seen.lock().expect("lock").clone();
+    (journal, requests, summary)
+}
+
+/// Without batching and the cache, every analysis costs its own calls:
+/// the numbers docs/BENCHMARKS.md compares with the default run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_batching_or_cache_each_analysis_is_its_own_call() {
+    let zero = warden_config::Duration::from_secs(0);
+    let (journal, requests, _) = run(zero, zero).await;
     let analyses = journal
         .iter()
         .filter(|e| matches!(e.event, JournalEvent::Analysis { .. }))
         .count();
-    // Without the cache and the combined request every analysis would be a
-    // call; docs/BENCHMARKS.md quotes these numbers.
+    let batched = requests
+        .iter()
+        .filter(|r| r.to_string().contains("item_1"))
+        .count();
     eprintln!(
-        "incidents {incidents}, analyses {analyses}, model calls {}",
+        "no batching, no cache: analyses {analyses}, model calls {}",
         requests.len()
+    );
+    assert_eq!(batched, 0, "no batched request");
+    // Each incident's two analyses are two calls now, and each capacity
+    // and dependency analysis its own call and repair.
+    assert!(
+        requests.len() >= analyses,
+        "{} calls for {analyses} analyses",
+        requests.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_analyst_is_redacted_batched_and_kept_inside_the_gates() {
+    let (journal, requests, summary) = run(
+        warden_config::AnalystConfig::default().batch_window,
+        warden_config::AnalystConfig::default().cache_ttl,
+    )
+    .await;
+    let incidents = journal
+        .iter()
+        .filter(|e| matches!(e.event, JournalEvent::IncidentOpened { .. }))
+        .count();
+    let analyses = journal
+        .iter()
+        .filter(|e| matches!(e.event, JournalEvent::Analysis { .. }))
+        .count();
+    // The requests that carried an incident (alone or in a batch with
+    // capacity and dependency analyses). Without the cache, the combined
+    // request and batching every analysis would be a call;
+    // docs/BENCHMARKS.md quotes these numbers.
+    let user = |r: &Value| {
+        r["messages"][1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let incident_calls = requests
+        .iter()
+        .filter(|r| user(r).contains("for the incident described by the data"))
+        .count();
+    let by_kind = |k: &str| {
+        journal
+            .iter()
+            .filter(|e| matches!(&e.event, JournalEvent::Analysis { kind, .. } if kind == k))
+            .count()
+    };
+    eprintln!(
+        "incidents {incidents}, analyses {analyses} (incident {}, capacity {}, dependency {}), \
+         model calls {} ({incident_calls} with an incident, {} with capacity plans, {} with \
+         dependency analyses)",
+        by_kind("anomaly_analysis") + by_kind("recovery_plan"),
+        journal
+            .iter()
+            .filter(|e| matches!(e.event, JournalEvent::CapacityPlanned { .. }))
+            .count(),
+        by_kind("dependency_analysis"),
+        requests.len(),
+        requests
+            .iter()
+            .filter(|r| user(r).contains("capacity forecast"))
+            .count(),
+        requests
+            .iter()
+            .filter(|r| user(r).contains("analyse the dependencies"))
+            .count(),
     );
     assert!(incidents >= 1);
     assert!(
-        !requests.is_empty() && requests.len() <= 2 * incidents,
-        "{} model calls for {incidents} incidents",
-        requests.len()
+        incident_calls >= 1 && incident_calls <= 2 * incidents,
+        "{incident_calls} model calls for {incidents} incidents"
     );
+    // The dependency analyses went to the model too; the hostile answer
+    // fits no schema, so the built-in analyst wrote them, journaled.
+    assert!(by_kind("dependency_analysis") >= 1);
+    assert!(
+        requests
+            .iter()
+            .any(|r| user(r).contains("analyse the dependencies"))
+    );
+    assert!(journal.iter().any(|e| matches!(
+        &e.event,
+        JournalEvent::AnalystFallback { kind, .. } if kind == "dependency_analysis"
+    )));
     // The planted values were in the evidence (the logs) and were
     // redacted: pseudonyms went out instead.
     let bodies: String = requests.iter().map(|r| r.to_string()).collect();

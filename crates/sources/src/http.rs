@@ -166,7 +166,9 @@ impl tower::retry::Policy<Outbound, Bytes, BoxError> for RetryPolicy {
         let Err(e) = result else {
             return None;
         };
-        let retryable = e.downcast_ref::<HttpError>().is_none_or(HttpError::retryable);
+        let retryable = e
+            .downcast_ref::<HttpError>()
+            .is_none_or(HttpError::retryable);
         if !retryable || self.attempt >= self.max || !self.budget.withdraw() {
             return None;
         }

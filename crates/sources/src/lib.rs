@@ -1,9 +1,9 @@
-//! Pull sources. Every outbound request goes through one client stack
-//! ([`HttpClient`]): a tower `ConcurrencyLimit` and `Timeout` around hyper's
-//! HTTP/1 client, and retries of failed requests (connection errors,
-//! timeouts, 5xx) with exponential backoff, each retry allowed only while a
-//! retry budget holds (at most one retry per ten recent requests, plus a
-//! floor of a few per second) so that a struggling server is not hammered.
+//! Pull sources. Every outbound request goes through one tower stack
+//! ([`HttpClient`]): `Retry` with a policy that retries connection errors,
+//! timeouts, 429 and 5xx (waiting the server's `Retry-After`, else backing
+//! off exponentially) only while a `TpsBudget` allows, so that a
+//! struggling server is not hammered; then `ConcurrencyLimit` and a
+//! per-attempt `Timeout` around hyper's HTTP/1 client.
 //!
 //! - [`alertmanager`]: incidents pushed as alerts, silences read back.
 //! - [`jaeger`]: the dependency graph from a Jaeger query service.
