@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_api::{ApiState, Live, TokenTable, router};
+use warden_api::{ApiState, Live, TokenTable, router, write_live};
 use warden_config::{Config, Role, TokenConfig, token_sha256};
 use warden_model::{Action, IncidentId, ServiceName, Timestamp};
 use warden_store::{Approval, ApprovalState, JournalQuery, SqliteStore, Store};
@@ -192,6 +192,17 @@ async fn the_seed_registration_is_stored_and_journaled() {
     assert!(kinds.contains(&("high_fan_in", "database-service")), "{r}");
     assert!(r["suggestions"].as_array().is_some_and(|v| !v.is_empty()));
     assert!(r["dependencies"].as_array().is_some_and(|v| v.len() == 4));
+    // The analyst's per-service analyses, once the loop has written them.
+    assert_eq!(r["analyses"], serde_json::json!({}));
+    write_live(&s.live).dependency_analyses.insert(
+        warden_model::ServiceName::parse("database-service").expect("name"),
+        serde_json::json!({"analyst": "builtin", "analysis": {"suggestions": ["add a replica"]}}),
+    );
+    let (_, r) = call(&s, "GET", "/api/graph/risks", Some(VIEWER), None).await;
+    assert_eq!(
+        r["analyses"]["database-service"]["analysis"]["suggestions"][0],
+        "add a replica"
+    );
 }
 
 #[tokio::test]
@@ -550,7 +561,16 @@ async fn remote_write_samples_reach_the_inbox_and_bad_bodies_are_refused() {
         assert_eq!(live.dropped.get("no_service_label"), Some(&1));
         assert_eq!(live.dropped.get("not_finite"), Some(&1));
     }
-    // warden's own metrics, in OpenMetrics text.
+    // warden's own metrics, in OpenMetrics text, with an analyst's
+    // counters and histogram as the model analyst reports them.
+    write_live(&s.live).analyst_metrics = vec![
+        ("warden_llm_calls_total".into(), 3.0),
+        ("warden_llm_batch_size_bucket{le=\"1\"}".into(), 1.0),
+        ("warden_llm_batch_size_bucket{le=\"+Inf\"}".into(), 2.0),
+        ("warden_llm_batch_size_sum".into(), 5.0),
+        ("warden_llm_batch_size_count".into(), 2.0),
+        ("warden_llm_budget_tokens_left".into(), 100.0),
+    ];
     let req = Request::get("/metrics")
         .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
         .body(Body::empty())
@@ -567,6 +587,15 @@ async fn remote_write_samples_reach_the_inbox_and_bad_bodies_are_refused() {
         text.contains("warden_dropped_samples_total{reason=\"unknown_metric\"} 1"),
         "{text}"
     );
+    for family in [
+        "# TYPE warden_llm_calls counter\nwarden_llm_calls_total 3\n",
+        "# TYPE warden_llm_batch_size histogram\nwarden_llm_batch_size_bucket{le=\"1\"} 1\n\
+         warden_llm_batch_size_bucket{le=\"+Inf\"} 2\nwarden_llm_batch_size_sum 5\n\
+         warden_llm_batch_size_count 2\n",
+        "# TYPE warden_llm_budget_tokens_left gauge\nwarden_llm_budget_tokens_left 100\n",
+    ] {
+        assert!(text.contains(family), "{family} in {text}");
+    }
     assert!(text.ends_with("# EOF\n"));
     // Refusals name the problem and change nothing.
     let (code, v) = post_write(&s, OPERATOR, b"not snappy at all".to_vec(), "snappy").await;
