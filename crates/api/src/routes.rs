@@ -246,16 +246,7 @@ async fn graph(State(s): State<ApiState>) -> Response {
 async fn risks(State(s): State<ApiState>) -> Response {
     let live = read_live(&s.live);
     let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
-    let edges: Vec<warden_rca::risk::EdgeInfo> = live
-        .graph
-        .edges()
-        .map(|(a, b, e)| warden_rca::risk::EdgeInfo {
-            caller: a.to_string(),
-            callee: b.to_string(),
-            declared: e.declared,
-            observed: e.observed(),
-        })
-        .collect();
+    let edges = warden_rca::risk::EdgeInfo::of(&live.graph);
     let risks = warden_rca::risk::analyze(&nodes, &edges, &warden_rca::risk::RiskParams::default());
     let mut suggestions: Vec<&str> = Vec::new();
     for r in &risks {

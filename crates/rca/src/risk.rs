@@ -20,6 +20,21 @@ pub struct EdgeInfo {
     pub observed: bool,
 }
 
+impl EdgeInfo {
+    /// The edges of a live dependency graph.
+    pub fn of(graph: &warden_model::Graph) -> Vec<EdgeInfo> {
+        graph
+            .edges()
+            .map(|(a, b, e)| EdgeInfo {
+                caller: a.to_string(),
+                callee: b.to_string(),
+                declared: e.declared,
+                observed: e.observed(),
+            })
+            .collect()
+    }
+}
+
 /// Thresholds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskParams {

@@ -1693,16 +1693,7 @@ impl Engine {
         let (nodes, edges, views, descriptions) = {
             let live = read_live(&self.live);
             let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
-            let edges: Vec<warden_rca::risk::EdgeInfo> = live
-                .graph
-                .edges()
-                .map(|(a, b, e)| warden_rca::risk::EdgeInfo {
-                    caller: a.to_string(),
-                    callee: b.to_string(),
-                    declared: e.declared,
-                    observed: e.observed(),
-                })
-                .collect();
+            let edges = warden_rca::risk::EdgeInfo::of(&live.graph);
             let views: Vec<(String, String, String)> = live
                 .graph
                 .edge_views()
