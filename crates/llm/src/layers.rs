@@ -29,11 +29,57 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Upper bounds of the batch-size histogram's buckets.
-pub const BATCH_BUCKETS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+/// A Prometheus histogram with fixed upper bounds (and +Inf).
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), the last one +Inf.
+    counts: Vec<AtomicU64>,
+    /// The sum of observations, in thousandths.
+    sum_milli: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_milli: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_milli
+            .fetch_add((v.max(0.0) * 1000.0).round() as u64, Ordering::Relaxed);
+    }
+
+    /// The series of family `name`: cumulative `_bucket`s, `_sum`, `_count`.
+    pub fn series(&self, name: &str) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        let mut cumulative = 0.0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed) as f64;
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            out.push((format!("{name}_bucket{{le=\"{le}\"}}"), cumulative));
+        }
+        out.push((
+            format!("{name}_sum"),
+            self.sum_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        ));
+        out.push((format!("{name}_count"), cumulative));
+        out
+    }
+}
 
 /// Counters shared by the layers, for `/metrics`.
-#[derive(Default)]
 pub struct Stats {
     pub calls: AtomicU64,
     pub failed_calls: AtomicU64,
@@ -43,21 +89,26 @@ pub struct Stats {
     pub repairs: AtomicU64,
     pub tokens_in: AtomicU64,
     pub tokens_out: AtomicU64,
-    pub latency_ms: AtomicU64,
-    /// Requests per batch size (cumulative buckets are computed when
-    /// read); the sum of sizes is `batched_items`.
-    pub batch_sizes: [AtomicU64; BATCH_BUCKETS.len() + 1],
-    pub batched_items: AtomicU64,
+    /// Seconds per answered request.
+    pub latency: Histogram,
+    /// Analyses per request.
+    pub batch_size: Histogram,
 }
 
-impl Stats {
-    fn observe_batch(&self, n: usize) {
-        let i = BATCH_BUCKETS
-            .iter()
-            .position(|b| n as u64 <= *b)
-            .unwrap_or(BATCH_BUCKETS.len());
-        self.batch_sizes[i].fetch_add(1, Ordering::Relaxed);
-        self.batched_items.fetch_add(n as u64, Ordering::Relaxed);
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            failed_calls: AtomicU64::new(0),
+            refused_calls: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            repairs: AtomicU64::new(0),
+            tokens_in: AtomicU64::new(0),
+            tokens_out: AtomicU64::new(0),
+            latency: Histogram::new(&[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
+            batch_size: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        }
     }
 }
 
@@ -175,7 +226,7 @@ where
                         .push_back((Instant::now(), reply.tokens_in + reply.tokens_out));
                     s.tokens_in.fetch_add(reply.tokens_in, Ordering::Relaxed);
                     s.tokens_out.fetch_add(reply.tokens_out, Ordering::Relaxed);
-                    s.latency_ms.fetch_add(reply.latency_ms, Ordering::Relaxed);
+                    s.latency.observe(reply.latency_ms as f64 / 1000.0);
                 }
                 Err(_) => {
                     s.failed_calls.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +339,7 @@ where
         if n == 0 {
             return;
         }
-        layer.stats.observe_batch(n);
+        layer.stats.batch_size.observe(n as f64);
         let key = |i: usize| format!("item_{}", i + 1);
         let refs: Vec<&Item> = items.iter().map(|(w, _)| &w.item).collect();
         let (user, schema) = prompt::message(&refs);

@@ -46,9 +46,7 @@ use warden_analyst::{
 };
 use warden_config::{AnalystConfig, Provider as Kind};
 
-use layers::{
-    BATCH_BUCKETS, Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Spent, Stats, Work,
-};
+use layers::{Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Spent, Stats, Work};
 use provider::{CallError, Provider};
 
 /// Scopes (incidents, services) whose pseudonym tables are kept (the
@@ -294,28 +292,13 @@ impl Analyst for LlmAnalyst {
             ("warden_llm_repairs_total".into(), c(&s.repairs)),
             ("warden_llm_tokens_in_total".into(), c(&s.tokens_in)),
             ("warden_llm_tokens_out_total".into(), c(&s.tokens_out)),
-            ("warden_llm_latency_ms_total".into(), c(&s.latency_ms)),
             (
                 "warden_llm_budget_tokens_left".into(),
                 self.cfg.tokens_per_hour.saturating_sub(used) as f64,
             ),
         ];
-        // Analyses per request, as a Prometheus histogram.
-        let mut cumulative = 0.0;
-        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
-            cumulative += c(&s.batch_sizes[i]);
-            out.push((
-                format!("warden_llm_batch_size_bucket{{le=\"{le}\"}}"),
-                cumulative,
-            ));
-        }
-        cumulative += c(&s.batch_sizes[BATCH_BUCKETS.len()]);
-        out.push((
-            "warden_llm_batch_size_bucket{le=\"+Inf\"}".into(),
-            cumulative,
-        ));
-        out.push(("warden_llm_batch_size_sum".into(), c(&s.batched_items)));
-        out.push(("warden_llm_batch_size_count".into(), cumulative));
+        out.extend(s.latency.series("warden_llm_latency_seconds"));
+        out.extend(s.batch_size.series("warden_llm_batch_size"));
         out
     }
 }

@@ -526,6 +526,8 @@ async fn analyses_arriving_together_share_one_request() {
     assert_eq!(m["warden_llm_batch_size_bucket{le=\"4\"}"], 1.0);
     assert_eq!(m["warden_llm_batch_size_sum"], 3.0);
     assert_eq!(m["warden_llm_batch_size_count"], 1.0);
+    assert_eq!(m["warden_llm_latency_seconds_count"], 2.0);
+    assert_eq!(m["warden_llm_latency_seconds_bucket{le=\"+Inf\"}"], 2.0);
 }
 
 /// A batch holds at most `max_batch` analyses; the rest go in the next.
