@@ -355,6 +355,16 @@ where
             let r = inner.clone().oneshot(call.clone()).await;
             let reply = match r {
                 Ok(reply) => reply,
+                // No answer at all: the callers fall back (and a refusal
+                // or failure is not cached).
+                Err(e) if round == 0 => {
+                    for (_, tx) in items {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    return;
+                }
+                // The repair failed: the failing parts keep their rejected
+                // answers, and the callers fall back, journaling why.
                 Err(e) => {
                     for i in &failing {
                         attempts[*i].push(Attempt {
@@ -363,14 +373,6 @@ where
                             reply: Reply::default(),
                             error: Some(e.to_string()),
                         });
-                    }
-                    // No answer at all: the caller falls back (and a
-                    // refusal or failure is not cached).
-                    if round == 0 {
-                        for (_, tx) in items {
-                            let _ = tx.send(Err(e.clone()));
-                        }
-                        return;
                     }
                     break;
                 }
