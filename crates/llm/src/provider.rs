@@ -108,7 +108,7 @@ impl Service<Call> for Provider {
                 Kind::Anthropic => inner.anthropic(&call).await,
                 _ => inner.openai(&call).await,
             }
-            .map_err(CallError::Failed)?;
+            .map_err(|e| CallError::Failed(inner.scrub(e)))?;
             Ok(Reply {
                 text,
                 tokens_in,
@@ -120,6 +120,17 @@ impl Service<Call> for Provider {
 }
 
 impl Inner {
+    /// An error's text without the API key, should a server echo it back
+    /// (errors reach the journal and the logs).
+    fn scrub(&self, text: String) -> String {
+        match &self.key {
+            Some(k) if k.len() >= 4 && text.contains(k.as_str()) => {
+                text.replace(k.as_str(), "[API_KEY]")
+            }
+            _ => text,
+        }
+    }
+
     async fn openai(&self, call: &Call) -> Result<(String, u64, u64), String> {
         let url = format!(
             "{}/chat/completions",

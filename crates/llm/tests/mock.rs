@@ -335,6 +335,26 @@ async fn timeouts_and_server_errors_fall_back_without_caching_the_failure() {
         .expect("answer");
     assert_eq!(r.fallback, None);
     assert_eq!(mock.requests().len(), 2);
+    // A server that echoes the key in an error does not get it into the
+    // journal: the reason and the exchange name it [API_KEY].
+    mock.push(Scripted(
+        401,
+        None,
+        json!({"error": {"message": "invalid key sk-test-abcdefghijklmnop"}}),
+        0,
+    ));
+    let r = a
+        .answer(&Request::AnomalyAnalysis(context("INC-00000006")))
+        .await
+        .expect("answer");
+    let reason = r.fallback.expect("fell back");
+    assert!(
+        reason.contains("401") && reason.contains("[API_KEY]"),
+        "{reason}"
+    );
+    for x in &r.exchanges {
+        assert!(!format!("{x:?}").contains("sk-test-abcdefghijklmnop"));
+    }
 }
 
 #[tokio::test]
