@@ -325,19 +325,17 @@ pub(crate) fn reaches(callees: &BTreeMap<&str, BTreeSet<&str>>, from: &str, to: 
     false
 }
 
-/// Whether two services' series of `metric` move together around the onset:
-/// Pearson correlation ≥ 0.9 over the shared timestamps from one window
-/// length before the onset to the end.
-fn lockstep(
+/// How closely two services' series of `metric` move together around the
+/// onset: Pearson correlation over the shared timestamps from one window
+/// length before the onset to the end (None with fewer than 3).
+fn comovement(
     series: &BTreeMap<(&str, &str), &Series<'_>>,
     a: &str,
     b: &str,
     metric: &str,
     onset_s: f64,
-) -> bool {
-    let (Some(x), Some(y)) = (series.get(&(a, metric)), series.get(&(b, metric))) else {
-        return false;
-    };
+) -> Option<f64> {
+    let (x, y) = (series.get(&(a, metric))?, series.get(&(b, metric))?);
     let end = x.times.last().copied().unwrap_or(onset_s);
     let from = onset_s - (end - onset_s).max(0.0) - 1e-9;
     let mut pairs = Vec::new();
@@ -357,7 +355,7 @@ fn lockstep(
         }
     }
     if pairs.len() < 3 {
-        return false;
+        return None;
     }
     let n = pairs.len() as f64;
     let (mx, my) = (
@@ -370,7 +368,23 @@ fn lockstep(
         sxx += (u - mx).powi(2);
         syy += (v - my).powi(2);
     }
-    sxx > 0.0 && syy > 0.0 && sxy / (sxx * syy).sqrt() >= 0.9
+    Some(if sxx > 0.0 && syy > 0.0 {
+        sxy / (sxx * syy).sqrt()
+    } else {
+        0.0
+    })
+}
+
+/// Whether two services' series of `metric` move together around the
+/// onset (correlation ≥ 0.9, see [`comovement`]).
+fn lockstep(
+    series: &BTreeMap<(&str, &str), &Series<'_>>,
+    a: &str,
+    b: &str,
+    metric: &str,
+    onset_s: f64,
+) -> bool {
+    comovement(series, a, b, metric, onset_s).is_some_and(|r| r >= 0.9)
 }
 
 /// How much of a caller's service-level change a callee can explain: a
@@ -627,6 +641,19 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                     evidence.push(format!(
                         "accounts for at most {:.0}% of the alert's change",
                         share * 100.0
+                    ));
+                }
+            }
+            // A cause's change has the shape of the symptom it causes: the
+            // candidate's series of the alert's metric, against the alert's.
+            if let Some((svc, m)) = &case.alert
+                && svc.as_str() != name.as_str()
+                && let Some(r) = comovement(&series_of, svc, name, m, case.onset_s)
+            {
+                score *= 0.5 + 0.5 * r.max(0.0);
+                if r < 0.8 && e.best.is_some() {
+                    evidence.push(format!(
+                        "its {m} moves unlike the alert's (correlation {r:.2})"
                     ));
                 }
             }
@@ -1105,6 +1132,43 @@ mod tests {
             r.iter()
                 .find(|x| x.service == "worker")
                 .is_some_and(|x| x.evidence.iter().any(|e| e.contains("not reachable")))
+        );
+    }
+
+    #[test]
+    fn the_cause_moves_like_the_symptom() {
+        // The front end's latency jumps and decays. "pool" does the same;
+        // "cdn" jumps a little higher but flickers: it changed, but not
+        // the way the symptom did.
+        let d = owned(&[
+            (
+                "front",
+                "latency",
+                vec![1.0, 1.0, 1.0, 1.0, 3.0, 2.6, 2.2, 1.8, 1.5],
+            ),
+            (
+                "pool",
+                "latency",
+                vec![0.1, 0.1, 0.1, 0.1, 2.0, 1.6, 1.2, 0.8, 0.5],
+            ),
+            (
+                "cdn",
+                "latency",
+                vec![0.1, 0.1, 0.1, 0.1, 2.4, 0.1, 2.4, 0.1, 2.4],
+            ),
+        ]);
+        let c = case_at(
+            &d,
+            &[("front", "pool"), ("front", "cdn")],
+            240.0,
+            Some(("front", "latency")),
+        );
+        let r = rank(&c, &RankParams::default());
+        assert_eq!(r[0].service, "pool", "{r:#?}");
+        assert!(
+            r.iter()
+                .find(|x| x.service == "cdn")
+                .is_some_and(|x| x.evidence.iter().any(|e| e.contains("unlike the alert")))
         );
     }
 
