@@ -82,7 +82,7 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
     std::fs::write(
         &config,
         "analyst:\n  max_tokens: 300\n  timeout: 300s\n  retries: 0\n  \
-         model_for: [incidents, dependencies]\n",
+         model_for: [incidents, capacity, dependencies]\n",
     )
     .expect("config");
     let data = dir.path().join("data");
@@ -179,6 +179,14 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
         )
     });
     assert!(batched, "{stderr}");
+    // So did the capacity plans' narratives.
+    assert!(
+        journal.iter().any(|e| matches!(
+            &e.event,
+            warden_model::JournalEvent::ModelExchange { kind, .. } if kind == "capacity_plan"
+        )),
+        "{stderr}"
+    );
     // Every analysis ended as the model's validated answer or, journaled,
     // the built-in analyst's.
     let analyses: Vec<&str> = journal
