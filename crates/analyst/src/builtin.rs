@@ -30,14 +30,18 @@ impl Analyst for Builtin {
     }
 
     fn analyze<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Answer, AnalystError>> {
-        Box::pin(async move {
-            match request {
-                Request::AnomalyAnalysis(c) => Ok(Answer::AnomalyAnalysis(analyse(c))),
-                Request::RecoveryPlan(c) => plan(c).map(Answer::RecoveryPlan),
-                Request::CapacityPlan(p) => Ok(Answer::CapacityPlan(capacity_advice(p))),
-                Request::DependencyAnalysis(d) => Ok(Answer::DependencyAnalysis(dependencies(d))),
-            }
-        })
+        Box::pin(async move { answer(request) })
+    }
+}
+
+/// The built-in analyst's answer to `request` (only a recovery plan can
+/// fail: no evidence to plan from).
+pub fn answer(request: &Request) -> Result<Answer, AnalystError> {
+    match request {
+        Request::AnomalyAnalysis(c) => Ok(Answer::AnomalyAnalysis(analyse(c))),
+        Request::RecoveryPlan(c) => plan(c).map(Answer::RecoveryPlan),
+        Request::CapacityPlan(p) => Ok(Answer::CapacityPlan(capacity_advice(p))),
+        Request::DependencyAnalysis(d) => Ok(Answer::DependencyAnalysis(dependencies(d))),
     }
 }
 

@@ -239,20 +239,15 @@ impl LlmAnalyst {
     }
 }
 
-/// The built-in analyst's answer to `request`.
+/// The built-in analyst's answer to `request`; a plan it cannot make is
+/// an empty plan that says why.
 fn builtin_answer(request: &Request) -> Answer {
-    use warden_analyst::builtin;
-    match request {
-        Request::AnomalyAnalysis(c) => Answer::AnomalyAnalysis(builtin::analyse(c)),
-        Request::RecoveryPlan(c) => Answer::RecoveryPlan(builtin::plan(c).unwrap_or_else(|e| {
-            warden_analyst::RecoveryPlan {
-                steps: vec![],
-                rationale: format!("no plan: {e}"),
-            }
-        })),
-        Request::CapacityPlan(p) => Answer::CapacityPlan(builtin::capacity_advice(p)),
-        Request::DependencyAnalysis(d) => Answer::DependencyAnalysis(builtin::dependencies(d)),
-    }
+    warden_analyst::builtin::answer(request).unwrap_or_else(|e| {
+        Answer::RecoveryPlan(warden_analyst::RecoveryPlan {
+            steps: vec![],
+            rationale: format!("no plan: {e}"),
+        })
+    })
 }
 
 /// Maps pseudonyms in an accepted answer back (never secrets).
