@@ -1690,74 +1690,90 @@ impl Engine {
             return;
         }
         self.deps_last_run = Some(now);
-        let (nodes, edges, views, descriptions) = {
+        // Per service, indexed once: what it calls (with what is known of
+        // each call), who calls it, the structure of its edges, its risks.
+        #[derive(Default)]
+        struct Facts {
+            calls: Vec<String>,
+            called_by: Vec<String>,
+            structure: Vec<String>,
+            risks: Vec<warden_analyst::RiskFact>,
+        }
+        let (nodes, edges, mut facts, descriptions) = {
             let live = read_live(&self.live);
             let nodes: Vec<String> = live.graph.nodes().map(|n| n.to_string()).collect();
-            let edges = warden_rca::risk::EdgeInfo::of(&live.graph);
-            let views: Vec<(String, String, String)> = live
-                .graph
-                .edge_views()
-                .iter()
-                .map(|v| {
-                    let how = match (v.declared, v.observed) {
-                        (true, true) => "declared and observed",
-                        (true, false) => "declared, never observed",
-                        (false, _) => "observed, not declared",
-                    };
-                    let fact = format!(
-                        "{} -> {}: {how}; {:.2} calls/s, {:.2}% errors, p95 {:.0} ms",
-                        v.caller,
-                        v.callee,
-                        v.call_rate,
-                        100.0 * v.error_rate,
-                        v.latency_ms_p95
-                    );
-                    (v.caller.to_string(), v.callee.to_string(), fact)
-                })
-                .collect();
+            let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+            for v in live.graph.edge_views() {
+                let how = match (v.declared, v.observed) {
+                    (true, true) => "declared and observed",
+                    (true, false) => "declared, never observed",
+                    (false, _) => "observed, not declared",
+                };
+                let (caller, callee) = (v.caller.to_string(), v.callee.to_string());
+                // The structure, not the rates: a service is analysed
+                // again when its dependencies change, not at every sample.
+                let shape = format!("{caller}>{callee}:{}{}", v.declared, v.observed);
+                let from = facts.entry(caller.clone()).or_default();
+                from.calls.push(format!(
+                    "{caller} -> {callee}: {how}; {:.2} calls/s, {:.2}% errors, p95 {:.0} ms",
+                    v.call_rate,
+                    100.0 * v.error_rate,
+                    v.latency_ms_p95
+                ));
+                from.structure.push(shape.clone());
+                let to = facts.entry(callee).or_default();
+                to.called_by.push(caller);
+                if v.caller != v.callee {
+                    to.structure.push(shape);
+                }
+            }
             let descriptions: BTreeMap<String, String> = live
                 .services
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.description.clone()))
                 .collect();
-            (nodes, edges, views, descriptions)
+            let edges = warden_rca::risk::EdgeInfo::of(&live.graph);
+            (nodes, edges, facts, descriptions)
         };
         if nodes.is_empty() {
             return;
         }
-        let risks = warden_rca::risk::analyze(&nodes, &edges, &Default::default());
+        for r in warden_rca::risk::analyze(&nodes, &edges, &Default::default()) {
+            let fact = warden_analyst::RiskFact {
+                kind: serde_json::to_value(r.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                severity: r.severity.to_string(),
+                detail: r.detail.clone(),
+                suggestion: r.suggestion.clone(),
+            };
+            let involved: BTreeSet<&String> = r.services.iter().collect();
+            for s in involved {
+                facts.entry(s.clone()).or_default().risks.push(fact.clone());
+            }
+        }
         let mut contexts = Vec::new();
         for node in &nodes {
             let Ok(service) = ServiceName::parse(node) else {
                 continue;
             };
-            let mine: Vec<warden_analyst::RiskFact> = risks
-                .iter()
-                .filter(|r| r.services.contains(node))
-                .map(|r| warden_analyst::RiskFact {
-                    kind: serde_json::to_value(r.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    severity: r.severity.to_string(),
-                    detail: r.detail.clone(),
-                    suggestion: r.suggestion.clone(),
-                })
-                .collect();
+            let f = facts.remove(node).unwrap_or_default();
             let description = descriptions.get(node).cloned().unwrap_or_default();
-            if mine.is_empty() && description.is_empty() {
+            if f.risks.is_empty() && description.is_empty() {
                 continue;
             }
-            // The structure, not the rates: a service is analysed again
-            // when its dependencies or risks change, not at every sample.
-            let structure: Vec<String> = edges
+            let parts: Vec<&str> = f
+                .structure
                 .iter()
-                .filter(|e| &e.caller == node || &e.callee == node)
-                .map(|e| format!("{}>{}:{}{}", e.caller, e.callee, e.declared, e.observed))
-                .chain(mine.iter().map(|r| format!("{}:{}", r.kind, r.detail)))
-                .chain([description.clone()])
+                .map(String::as_str)
+                .chain(
+                    f.risks
+                        .iter()
+                        .flat_map(|r| [r.kind.as_str(), r.detail.as_str()]),
+                )
+                .chain([description.as_str()])
                 .collect();
-            let parts: Vec<&str> = structure.iter().map(String::as_str).collect();
             let sig = warden_model::hash::fnv1a64_parts(&parts);
             if self.deps_seen.get(&service) == Some(&sig) {
                 continue;
@@ -1765,19 +1781,11 @@ impl Engine {
             contexts.push((
                 sig,
                 warden_analyst::DependencyContext {
-                    calls: views
-                        .iter()
-                        .filter(|(a, _, _)| a == node)
-                        .map(|(_, _, f)| f.clone())
-                        .collect(),
-                    called_by: views
-                        .iter()
-                        .filter(|(_, b, _)| b == node)
-                        .map(|(a, _, _)| a.clone())
-                        .collect(),
                     service,
                     description,
-                    risks: mine,
+                    calls: f.calls,
+                    called_by: f.called_by,
+                    risks: f.risks,
                 },
             ));
             if contexts.len() >= MAX_DEPENDENCY_ANALYSES {
