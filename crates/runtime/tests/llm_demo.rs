@@ -17,7 +17,7 @@ use warden_config::{Mode, Provider};
 use warden_model::{JournalEvent, Timestamp};
 use warden_runtime::{DemoOptions, run_demo};
 use warden_sim::Scenario;
-use warden_store::{JournalQuery, SqliteStore, Store};
+mod common;
 
 const PLANTED: [&str; 3] = [
     "bob.smith@example.org",
@@ -101,13 +101,7 @@ async fn run(
         .await
         .expect("runs")
         .expect("summary");
-    let store = SqliteStore::open_dir(dir.path()).expect("store");
-    let journal = store
-        .journal(&JournalQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .expect("journal");
+    let journal = common::journal(dir.path());
     let requests = seen.lock().expect("lock").clone();
     (journal, requests, summary)
 }

@@ -5,6 +5,8 @@ use warden_config::Mode;
 use warden_model::{JournalEvent, Timestamp};
 use warden_runtime::{DemoOptions, DemoSummary, run_demo};
 use warden_sim::Scenario;
+mod common;
+
 use warden_store::{JournalQuery, SqliteStore, Store};
 
 fn start() -> Timestamp {
@@ -96,13 +98,7 @@ async fn dry_run_records_the_plan_and_changes_nothing_in_the_mesh() {
         if sc != Scenario::MemoryLeak {
             assert!(s.fault_active_at_end, "{sc}: the fault is still there");
         }
-        let store = SqliteStore::open_dir(dir.path()).expect("store");
-        let journal = store
-            .journal(&JournalQuery {
-                limit: 100_000,
-                ..Default::default()
-            })
-            .expect("journal");
+        let journal = common::journal(dir.path());
         assert!(
             !journal
                 .iter()
@@ -167,13 +163,7 @@ async fn a_healthy_mesh_raises_no_incident_for_three_hours() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_seed_gives_the_same_journal() {
     let journal = |dir: &std::path::Path| {
-        let store = SqliteStore::open_dir(dir).expect("store");
-        store
-            .journal(&JournalQuery {
-                limit: 100_000,
-                ..Default::default()
-            })
-            .expect("journal")
+        common::journal(dir)
             .into_iter()
             .map(|e| serde_json::to_string(&(e.ts, e.incident, e.event)).unwrap_or_default())
             .collect::<Vec<_>>()
@@ -237,13 +227,7 @@ async fn run_with(
         .await
         .expect("runs")
         .expect("summary");
-    let store = SqliteStore::open_dir(dir.path()).expect("store");
-    let j = store
-        .journal(&JournalQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .expect("journal");
+    let j = common::journal(dir.path());
     (s, j, dir)
 }
 
@@ -358,26 +342,14 @@ async fn approve_mode_waits_for_an_operator_then_executes_and_verifies() {
     let statuses: Vec<&str> = s.actions.iter().map(|a| a.status.as_str()).collect();
     assert_eq!(statuses, vec!["awaiting_approval", "executed"], "{s:?}");
     assert!(s.recovered, "{s:?}");
-    let store = SqliteStore::open_dir(dir.path()).expect("store");
-    let journal = store
-        .journal(&JournalQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .expect("journal");
+    let journal = common::journal(dir.path());
     assert!(journal.iter().any(|e| matches!(&e.event, JournalEvent::ApprovalDecided { approved: true, by } if by == "on-call")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_leak_gets_a_capacity_plan_that_predicts_exhaustion_before_it_happens() {
     let (s, lines, dir) = run(Scenario::MemoryLeak, Mode::DryRun, 1).await;
-    let store = SqliteStore::open_dir(dir.path()).expect("store");
-    let journal = store
-        .journal(&JournalQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .expect("journal");
+    let journal = common::journal(dir.path());
     let fault_at = journal
         .iter()
         .find(|e| matches!(e.event, JournalEvent::FaultInjected { .. }))
