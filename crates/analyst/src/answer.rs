@@ -111,7 +111,7 @@ pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
             }
             check_len("anomalies", a.anomalies.len())?;
             check_len("root_causes", a.root_causes.len())?;
-            check_len("recommendations", a.recommendations.len())?;
+            check_texts("recommendations", &a.recommendations)?;
             for (i, r) in a.root_causes.iter().enumerate() {
                 if !(0.0..=1.0).contains(&r.confidence) {
                     return Err(range(
@@ -120,16 +120,10 @@ pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
                         "a number in [0, 1]",
                     ));
                 }
-                check_len(&format!("root_causes[{i}].evidence"), r.evidence.len())?;
-                for e in &r.evidence {
-                    check_text(&format!("root_causes[{i}].evidence"), e)?;
-                }
+                check_texts(&format!("root_causes[{i}].evidence"), &r.evidence)?;
             }
             for x in &a.anomalies {
                 check_text("anomalies[].description", &x.description)?;
-            }
-            for x in &a.recommendations {
-                check_text("recommendations[]", x)?;
             }
             Ok(Answer::AnomalyAnalysis(a))
         }
