@@ -255,7 +255,18 @@ pub struct Attempt {
     /// The whole request's cost (zero when it failed).
     pub reply: Reply,
     /// Why the request failed or the answer was refused.
-    pub error: Option<String>,
+    pub error: Option<AttemptError>,
+}
+
+/// Why an attempt did not give an accepted answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AttemptError {
+    /// The request itself failed.
+    #[error(transparent)]
+    Call(CallError),
+    /// The answer failed validation: the problems.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The answer to one analysis: the request and, when its answer failed
@@ -371,7 +382,7 @@ where
                             prompt: prompt.clone(),
                             text: String::new(),
                             reply: Reply::default(),
-                            error: Some(e.to_string()),
+                            error: Some(AttemptError::Call(e.clone())),
                         });
                     }
                     break;
@@ -408,7 +419,7 @@ where
                     prompt: prompt.clone(),
                     text,
                     reply: reply.clone(),
-                    error: (!p.is_empty()).then(|| p.join("; ")),
+                    error: (!p.is_empty()).then(|| AttemptError::Invalid(p.join("; "))),
                 });
             }
             if still.is_empty() || round == 1 {

@@ -46,7 +46,9 @@ use warden_analyst::{
 };
 use warden_config::{AnalystConfig, Provider as Kind};
 
-use layers::{Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Spent, Stats, Work};
+use layers::{
+    AttemptError, Batch, BatchLayer, Budget, BudgetLayer, Cache, CacheLayer, Spent, Stats, Work,
+};
 use provider::{CallError, Provider};
 
 /// Scopes (incidents, services) whose pseudonym tables are kept (the
@@ -208,7 +210,7 @@ impl LlmAnalyst {
                 cached,
                 latency_ms: if cached { 0 } else { a.reply.latency_ms },
                 batch: done.batch,
-                error: a.error.clone(),
+                error: a.error.as_ref().map(ToString::to_string),
             })
             .collect();
         match answer::part(done.text(), item_kind, kind) {
@@ -218,9 +220,9 @@ impl LlmAnalyst {
                 fallback: None,
             },
             Err(e) => {
-                let last = done.attempts.last().and_then(|a| a.error.clone());
+                let last = done.attempts.last().and_then(|a| a.error.as_ref());
                 let reason = match (done.attempts.len(), last) {
-                    (2, Some(call)) if call.starts_with("model call failed") => call,
+                    (_, Some(AttemptError::Call(call))) => call.to_string(),
                     (2, _) => format!("the answer failed validation twice: {e}"),
                     _ => format!("the answer failed validation: {e}"),
                 };
