@@ -82,7 +82,7 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
     std::fs::write(
         &config,
         "analyst:\n  max_tokens: 300\n  timeout: 300s\n  retries: 0\n  \
-         model_for: [incidents, capacity, dependencies]\n",
+         model_for: [incidents, dependencies]\n",
     )
     .expect("config");
     let data = dir.path().join("data");
@@ -179,33 +179,47 @@ fn the_demo_runs_with_a_real_local_model_as_analyst() {
         )
     });
     assert!(batched, "{stderr}");
-    // So did the capacity plans' narratives.
+    // Capacity narratives stay with the built-in analyst here: with them,
+    // the model's varying answer lengths made this test take 3 to 7.5
+    // minutes (docs/BENCHMARKS.md); the mock tests cover them.
     assert!(
-        journal.iter().any(|e| matches!(
+        !journal.iter().any(|e| matches!(
             &e.event,
             warden_model::JournalEvent::ModelExchange { kind, .. } if kind == "capacity_plan"
         )),
         "{stderr}"
     );
-    // Every analysis ended as the model's validated answer or, journaled,
-    // the built-in analyst's.
-    let analyses: Vec<&str> = journal
-        .iter()
-        .filter_map(|e| match &e.event {
-            warden_model::JournalEvent::Analysis { analyst, .. } => Some(analyst.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert!(analyses.len() >= 2, "{stderr}");
-    let fallbacks = journal
-        .iter()
-        .filter(|e| matches!(e.event, warden_model::JournalEvent::AnalystFallback { .. }))
-        .count();
-    let by_builtin = analyses.iter().filter(|a| **a == "builtin").count();
-    assert_eq!(fallbacks, by_builtin, "every fallback is journaled");
-    assert!(
-        analyses
+    // Every analysis the model was asked for ended as its validated answer
+    // or, journaled, the built-in analyst's (capacity narratives, when asked
+    // for, are counted inside their plans).
+    let mut by: Vec<(String, String)> = Vec::new();
+    let mut fallbacks: Vec<String> = Vec::new();
+    for e in &journal {
+        match &e.event {
+            warden_model::JournalEvent::Analysis { analyst, kind, .. } => {
+                by.push((kind.clone(), analyst.clone()))
+            }
+            warden_model::JournalEvent::CapacityPlanned { plan } => {
+                by.push(("capacity_plan".into(), plan.analyst.clone()))
+            }
+            warden_model::JournalEvent::AnalystFallback { kind, .. } => {
+                fallbacks.push(kind.clone())
+            }
+            _ => {}
+        }
+    }
+    assert!(by.len() >= 2, "{stderr}");
+    for kind in ["anomaly_analysis", "recovery_plan", "dependency_analysis"] {
+        let fell = fallbacks.iter().filter(|k| *k == kind).count();
+        let builtin = by
             .iter()
-            .all(|a| *a == "builtin" || *a == "openai:smollm2")
+            .filter(|(k, a)| k == kind && a == "builtin")
+            .count();
+        assert_eq!(fell, builtin, "every {kind} fallback is journaled");
+    }
+    assert!(
+        by.iter()
+            .all(|(_, a)| a == "builtin" || a == "openai:smollm2"),
+        "{by:?}"
     );
 }
