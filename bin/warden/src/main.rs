@@ -104,6 +104,9 @@ enum Command {
         case: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Set a ranking parameter, NAME=VALUE (repeatable; see docs/DESIGN.md, "Root cause").
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
     },
     /// Offline benchmarks.
     Bench {
@@ -219,6 +222,21 @@ enum BenchCommand {
         /// Also print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Set a ranking parameter, NAME=VALUE (repeatable; for ablations).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// Write synthetic RCA cases on random topologies (10-40 services, one fault each) in the case layout, to score with `bench rca`.
+    SynthRca {
+        /// Directory to write the cases into (<fault>/case_<seed>/).
+        #[arg(long)]
+        out: PathBuf,
+        /// How many cases (1-10000).
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Seed of the first case; case k has seed SEED + k.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -982,7 +1000,18 @@ fn forecast(a: ForecastArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
+/// Ranking parameters: the defaults with each NAME=VALUE applied.
+fn rank_params(assignments: &[String]) -> Result<warden_rca::RankParams, Failure> {
+    let mut p = warden_rca::RankParams::default();
+    for a in assignments {
+        p.set(a)
+            .map_err(|e| Failure::Input(format!("--param {e}")))?;
+    }
+    Ok(p)
+}
+
+fn rca(case: PathBuf, json: bool, params: &[String]) -> Result<(), Failure> {
+    let params = rank_params(params)?;
     if !case.join("data.csv").is_file() || !case.join("inject_time.txt").is_file() {
         return Err(Failure::Input(format!(
             "{} is not a case: it needs data.csv and inject_time.txt",
@@ -996,7 +1025,7 @@ fn rca(case: PathBuf, json: bool) -> Result<(), Failure> {
         .unwrap_or(&case)
         .to_path_buf();
     let c = warden_bench::load_case(&case, &root).map_err(|e| Failure::Input(e.to_string()))?;
-    let ranking = warden_bench::rank_case(&c, &warden_rca::RankParams::default());
+    let ranking = warden_bench::rank_case(&c, &params);
     if json {
         out!(
             "{}",
@@ -1344,7 +1373,24 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
             }
             print_nab_scores(&scores)
         }
-        BenchCommand::Rca { cases, out, json } => {
+        BenchCommand::SynthRca { out, count, seed } => {
+            if !(1..=10_000).contains(&count) {
+                return Err(Failure::Input(format!(
+                    "--count {count} is out of range (1-10000)"
+                )));
+            }
+            let n = warden_bench::synth::write_cases(&out, count, seed)
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            out!("{n} cases written below {}", out.display());
+            Ok(())
+        }
+        BenchCommand::Rca {
+            cases,
+            out,
+            json,
+            params,
+        } => {
+            let params = rank_params(&params)?;
             if !cases.is_dir() {
                 return Err(Failure::Input(format!(
                     "--cases {} is not a directory",
@@ -1355,11 +1401,12 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                 .map_err(|e| Failure::Input(format!("--out {}: {e}", out.display())))?;
             let mut w = std::io::BufWriter::new(file);
             let bar = progress_bar("cases");
-            let report = warden_bench::run_rca_bench(&cases, &mut w, &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })
-            .map_err(|e| Failure::Input(e.to_string()))?;
+            let report =
+                warden_bench::run_rca_bench(&cases, &params, &mut w, &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })
+                .map_err(|e| Failure::Input(e.to_string()))?;
             bar.finish_and_clear();
             w.flush()?;
             if json {
@@ -1418,7 +1465,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => decide(a, true),
         Command::Reject(a) => decide(a, false),
         Command::Config { command } => config(command),
-        Command::Rca { case, json } => rca(case, json),
+        Command::Rca { case, json, params } => rca(case, json, &params),
         Command::Forecast {
             input,
             horizon,

@@ -10,6 +10,7 @@ pub mod metrics_table;
 pub mod nab;
 pub mod rca_bench;
 pub mod rca_case;
+pub mod synth;
 
 pub use rca_bench::{RcaReport, Score, run as run_rca_bench, score_rankings};
 pub use rca_case::{CaseError, LoadedCase, Table, find_cases, load_case, rank_case};

@@ -65,16 +65,16 @@ pub fn score_rankings(
 /// `progress(done, total)` is called after each case.
 pub fn run(
     root: &std::path::Path,
+    params: &warden_rca::RankParams,
     out: &mut dyn std::io::Write,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RcaReport, crate::CaseError> {
     let cases = crate::find_cases(root)?;
-    let params = warden_rca::RankParams::default();
     let mut rows = Vec::new();
     let mut unscored = 0;
     for (i, dir) in cases.iter().enumerate() {
         let case = crate::load_case(dir, root)?;
-        let ranking: Vec<String> = crate::rank_case(&case, &params)
+        let ranking: Vec<String> = crate::rank_case(&case, params)
             .into_iter()
             .map(|c| c.service)
             .collect();

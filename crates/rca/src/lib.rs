@@ -81,7 +81,8 @@ pub struct RankParams {
     /// call edges (they cannot explain the symptom).
     pub unreachable_factor: f64,
     /// Random walk: probability of following an edge rather than
-    /// restarting (PageRank's damping factor; 0.85 as in PageRank).
+    /// restarting (PageRank's damping factor; 0.85 as in PageRank). 0 turns
+    /// the walk off.
     pub walk_damping: f64,
     /// Random walk: weight of a step back from a callee to its caller,
     /// relative to the caller's anomaly (lets the walk leave a branch that
@@ -103,6 +104,63 @@ impl Default for RankParams {
             walk_damping: 0.85,
             walk_back: 0.1,
         }
+    }
+}
+
+impl RankParams {
+    /// The parameters' names, as [`RankParams::set`] takes them.
+    pub const NAMES: [&'static str; 10] = [
+        "min_z",
+        "explained_discount",
+        "caller_bonus",
+        "traffic_weight",
+        "rel_scale_floor",
+        "proxy_min_z",
+        "latency_rel_floor",
+        "unreachable_factor",
+        "walk_damping",
+        "walk_back",
+    ];
+
+    /// Sets one parameter from `name=value` (for ablations from the command
+    /// line). The error names the bad part.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("{assignment:?} is not NAME=VALUE"))?;
+        let v: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: {value:?} is not a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{name}: {value} must be a finite number ≥ 0"));
+        }
+        let unit = |v: f64| {
+            if v <= 1.0 {
+                Ok(v)
+            } else {
+                Err(format!("{name}: {value} must be at most 1"))
+            }
+        };
+        match name.trim() {
+            "min_z" => self.min_z = v,
+            "explained_discount" => self.explained_discount = unit(v)?,
+            "caller_bonus" => self.caller_bonus = v,
+            "traffic_weight" => self.traffic_weight = v,
+            "rel_scale_floor" => self.rel_scale_floor = v,
+            "proxy_min_z" => self.proxy_min_z = v,
+            "latency_rel_floor" => self.latency_rel_floor = v,
+            "unreachable_factor" => self.unreachable_factor = unit(v)?,
+            "walk_damping" => self.walk_damping = unit(v)?,
+            "walk_back" => self.walk_back = v,
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (known: {})",
+                    Self::NAMES.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -759,7 +817,8 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 own.push(all * score / local);
                 explainable.push((own_slo + e.traffic) / all);
             } else {
-                own.push(key);
+                // The walk steps only onto services that changed.
+                own.push(0.0);
                 explainable.push(1.0);
             }
             let score = if is_anomalous { score } else { 0.0 };
@@ -774,7 +833,15 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             )
         })
         .collect();
-    if !case.edges.is_empty() {
+    // The order before the walk: the walk reorders the services that
+    // changed among the places they hold in it, and never moves one past a
+    // service that did not change (whose order the walk knows nothing of).
+    let before = {
+        let mut b = out.clone();
+        demote_proxies(&mut b, &proxy_of);
+        by_key(&b)
+    };
+    if !case.edges.is_empty() && p.walk_damping > 0.0 {
         // `out` holds the services in `ev`'s order.
         let names: Vec<&str> = ev.keys().map(String::as_str).collect();
         let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
@@ -796,17 +863,29 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                     .map(|(i, j)| (*i, *j, *share)),
             );
         }
-        let visits = walk(&own, &explainable, &down, p);
+        // With an alert the walk starts from its service, the symptom.
+        let start = case
+            .alert
+            .as_ref()
+            .and_then(|(s, _)| index.get(s.as_str()).copied());
+        let visits = walk(&own, &explainable, &down, start, p);
         let (top, most) = visits
             .iter()
             .zip(&names)
             .fold((0.0, ""), |m, (v, n)| if *v > m.0 { (*v, *n) } else { m });
         if top > 0.0 {
-            for ((key, c), v) in out.iter_mut().zip(&visits) {
-                let f = v / top;
+            // Services that did not change keep their order after the others.
+            for ((key, c), v) in out
+                .iter_mut()
+                .zip(&visits)
+                .filter(|((_, c), _)| c.score > 0.0)
+            {
+                // A service the walk never reaches keeps its order below
+                // those it does.
+                let f = (v / top).max(1e-6);
                 *key *= f;
                 c.score *= f;
-                if f < 0.5 && c.score > 0.0 {
+                if f < 0.5 {
                     c.evidence.push(format!(
                         "the walk from the symptoms reaches it {:.0}% as often as {most}",
                         f * 100.0
@@ -815,10 +894,28 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             }
         }
     }
-    // A proxy is the service it mirrors, seen from outside: it never ranks
-    // above it.
+    demote_proxies(&mut out, &proxy_of);
+    let after = by_key(&out);
+    let mut walked = after.iter().filter(|i| out[**i].1.score > 0.0);
+    let order: Vec<usize> = before
+        .iter()
+        .map(|i| {
+            if out[*i].1.score > 0.0 {
+                walked.next().copied().unwrap_or(*i)
+            } else {
+                *i
+            }
+        })
+        .collect();
+    let mut slots: Vec<Option<Candidate>> = out.into_iter().map(|(_, c)| Some(c)).collect();
+    order.iter().filter_map(|i| slots[*i].take()).collect()
+}
+
+/// A proxy is the service it mirrors, seen from outside: it never ranks
+/// above it.
+fn demote_proxies(out: &mut [(f64, Candidate)], proxy_of: &BTreeMap<&str, (&str, f64)>) {
     let keys: BTreeMap<String, f64> = out.iter().map(|(k, c)| (c.service.clone(), *k)).collect();
-    for (key, c) in &mut out {
+    for (key, c) in out.iter_mut() {
         if let Some((sib, _)) = proxy_of.get(c.service.as_str())
             && let Some(k) = keys.get(*sib)
             && *key >= *k
@@ -830,8 +927,18 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             ));
         }
     }
-    out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.service.cmp(&b.1.service)));
-    out.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Indices of `out`, best key first; ties by service name.
+fn by_key(out: &[(f64, Candidate)]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..out.len()).collect();
+    idx.sort_by(|a, b| {
+        out[*b]
+            .0
+            .total_cmp(&out[*a].0)
+            .then(out[*a].1.service.cmp(&out[*b].1.service))
+    });
+    idx
 }
 
 /// Personalised PageRank on the anomaly-weighted call graph, in the manner
@@ -844,14 +951,17 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
 /// travel up to callers, so causes lie down), back to a caller in proportion to
 /// `walk_back` times the caller's anomaly, or stays in proportion to how much
 /// more anomalous the service is than what its callees explain. With
-/// probability 1 − `walk_damping` it restarts at a service chosen in
-/// proportion to its anomaly. Returns the stationary visit frequencies
+/// probability 1 − `walk_damping`, or when it has nowhere to go, it restarts
+/// at `start` (the alerting service, as in MonitorRank and CloudRanger) or,
+/// without one or when `start` has nowhere to go, at a service chosen in
+/// proportion to its anomaly (as in MicroRCA). Returns the stationary visit frequencies
 /// (power iteration, at most 200 rounds); all zero when nothing is
 /// anomalous. Deterministic.
 fn walk(
     anomaly: &[f64],
     explainable: &[f64],
     down: &[(usize, usize, f64)],
+    start: Option<usize>,
     p: &RankParams,
 ) -> Vec<f64> {
     let n = anomaly.len();
@@ -875,10 +985,16 @@ fn walk(
         let sum: f64 = row.iter().map(|x| x.1).sum();
         row.iter_mut().for_each(|x| x.1 /= sum);
     }
-    let mut pi = a.clone();
+    // Restart at the start service, when it can go anywhere; else in
+    // proportion to the anomaly.
+    let restart: Vec<f64> = match start.filter(|i| rows.get(*i).is_some_and(|r| !r.is_empty())) {
+        Some(i) => (0..n).map(|k| if k == i { 1.0 } else { 0.0 }).collect(),
+        None => a.clone(),
+    };
+    let mut pi = restart.clone();
     for _ in 0..200 {
         let stuck: f64 = (0..n).filter(|i| rows[*i].is_empty()).map(|i| pi[i]).sum();
-        let mut next: Vec<f64> = a
+        let mut next: Vec<f64> = restart
             .iter()
             .map(|r| (1.0 - p.walk_damping + p.walk_damping * stuck) * r)
             .collect();
@@ -967,6 +1083,24 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn parameters_are_set_by_name_and_bad_ones_are_named() {
+        let mut p = RankParams::default();
+        p.set("walk_damping=0").expect("valid");
+        assert_eq!(p.walk_damping, 0.0);
+        for (bad, says) in [
+            ("walk_damping", "not NAME=VALUE"),
+            ("walk_damping=x", "\"x\" is not a number"),
+            ("walk_damping=1.5", "at most 1"),
+            ("min_z=-1", "≥ 0"),
+            ("nope=1", "unknown parameter \"nope\""),
+        ] {
+            let e = p.set(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert_eq!(p.walk_damping, 0.0, "a rejected value changes nothing");
     }
 
     #[test]
@@ -1374,5 +1508,35 @@ mod tests {
         };
         let r = rank(&c, &no_walk);
         assert_eq!(r[0].service, "lb", "{r:#?}");
+        // Without an alert the walk restarts at the anomalous services.
+        let mut c = c;
+        c.alert = None;
+        let r = rank(&c, &RankParams::default());
+        assert_eq!(r[0].service, "db", "{r:#?}");
+    }
+
+    #[test]
+    fn the_walk_never_moves_a_changed_service_below_an_unchanged_one() {
+        // x changed but the walk from the alert never reaches it; y barely
+        // moved. x ranked above y before the walk and stays there.
+        let d = owned(&[
+            ("web", "latency", vec![1.0, 1.0, 1.0, 3.0, 3.0]),
+            ("a", "latency", vec![0.5, 0.5, 0.5, 2.5, 2.5]),
+            ("x", "latency", vec![0.2, 0.2, 0.2, 0.8, 0.8]),
+            ("y", "latency", vec![0.3, 0.31, 0.3, 0.32, 0.33]),
+        ]);
+        let c = case_at(
+            &d,
+            &[("web", "a"), ("x", "y")],
+            150.0,
+            Some(("web", "latency")),
+        );
+        let r = rank(&c, &RankParams::default());
+        let pos = |s: &str| r.iter().position(|c| c.service == s).expect(s);
+        assert!(
+            r[pos("x")].score > 0.0 && r[pos("y")].score == 0.0,
+            "{r:#?}"
+        );
+        assert!(pos("x") < pos("y"), "{r:#?}");
     }
 }

@@ -12,8 +12,10 @@
 //! detectors and ranker never read it (only the demo's summary and the tests
 //! compare against it).
 
+mod cases;
 mod fault;
 mod mesh;
 
+pub use cases::{SYNTH_FAULTS, SynthCase, synthetic_case};
 pub use fault::{Fault, Scenario, ScenarioError};
 pub use mesh::{LogLine, Mesh, MeshSnapshot, ServiceState, SimError, topology};
