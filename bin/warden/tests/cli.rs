@@ -362,6 +362,58 @@ fn rca_ranks_a_real_case_and_bench_scores_the_labelled_ones() {
 }
 
 #[test]
+fn synthetic_cases_are_written_ranked_and_scored_deterministically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = dir.path().join("cases");
+    let c = cases.display().to_string();
+    let (code, out, err) = run(&[
+        "bench",
+        "synth-rca",
+        "--out",
+        &c,
+        "--count",
+        "12",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("12 cases"), "{out}");
+    let rank = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let p = path.display().to_string();
+        let mut args = vec!["bench", "rca", "--cases", &c, "--out", &p, "--json"];
+        args.extend_from_slice(extra);
+        let (code, report, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        let r: serde_json::Value = serde_json::from_str(report.trim()).expect("json");
+        assert_eq!(r["overall"]["n"], 12, "every case has a truth");
+        std::fs::read_to_string(path).expect("rankings")
+    };
+    let a = rank("a.jsonl", &[]);
+    assert_eq!(a, rank("b.jsonl", &[]), "same cases, same rankings");
+    assert_eq!(a.lines().count(), 12);
+    let _ = rank("c.jsonl", &["--param", "walk_damping=0"]);
+    // Bad input is refused with the bad part named, and writes nothing.
+    let bad = dir.path().join("bad.jsonl").display().to_string();
+    let (code, _, err) = run(&[
+        "bench",
+        "rca",
+        "--cases",
+        &c,
+        "--out",
+        &bad,
+        "--param",
+        "walk_dampng=0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown parameter \"walk_dampng\""), "{err}");
+    assert!(!std::path::Path::new(&bad).exists(), "nothing written");
+    let (code, _, err) = run(&["bench", "synth-rca", "--out", &c, "--count", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--count 0"), "{err}");
+}
+
+#[test]
 fn rca_refuses_what_is_not_a_case() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, _, err) = run(&["rca", "--case", &dir.path().display().to_string()]);
