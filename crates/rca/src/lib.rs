@@ -248,6 +248,12 @@ pub struct SeriesChange {
     pub z: f64,
     /// Harmful-direction change in the metric's own units (0 when harmless).
     pub delta: f64,
+    /// When the change began (Unix seconds): the first sample, from one
+    /// window length before the onset, that is at least half the change away
+    /// from the reference, as is the next sample and at least half of the
+    /// samples from it on. None for harmless changes and for traffic (no harmful
+    /// direction).
+    pub began: Option<f64>,
 }
 
 fn finite(times: &[f64], values: &[f64], keep: impl Fn(f64) -> bool) -> Vec<f64> {
@@ -358,6 +364,27 @@ pub fn series_change(
         _ => d.max(0.0),
     };
     let z = delta / scale;
+    let began = if delta > 0.0 && !matches!(class, MetricClass::Traffic | MetricClass::Other) {
+        let end = s.times.last().copied().unwrap_or(onset_s);
+        let from = onset_s - (end - onset_s).max(0.0);
+        let pts: Vec<(f64, bool)> = s
+            .times
+            .iter()
+            .zip(s.values)
+            .filter(|(t, v)| **t >= from && v.is_finite())
+            .map(|(t, v)| (*t, sign * (v - center) >= 0.5 * delta))
+            .collect();
+        (0..pts.len())
+            .find(|&k| {
+                let rest = &pts[k..];
+                pts[k].1
+                    && pts.get(k + 1).is_none_or(|x| x.1)
+                    && 2 * rest.iter().filter(|x| x.1).count() >= rest.len()
+            })
+            .map(|k| pts[k].0)
+    } else {
+        None
+    };
     Some(SeriesChange {
         service: s.service.to_string(),
         metric: s.metric.to_string(),
@@ -366,6 +393,7 @@ pub fn series_change(
         after: after_med,
         z,
         delta,
+        began,
     })
 }
 
@@ -762,8 +790,12 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
                 .map(|b| b.metric.clone())
                 .unwrap_or_default();
             if let Some(b) = &e.best {
+                let began = b
+                    .began
+                    .map(|t| format!(", from {:+.0}s", t - case.onset_s))
+                    .unwrap_or_default();
                 evidence.push(format!(
-                    "{} {} vs baseline {} (robust z {:.1})",
+                    "{} {} vs baseline {} (robust z {:.1}{began})",
                     b.metric,
                     short(b.after),
                     short(b.reference),
@@ -1101,6 +1133,27 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         assert_eq!(p.walk_damping, 0.0, "a rejected value changes nothing");
+    }
+
+    #[test]
+    fn a_change_knows_when_it_began() {
+        let times: Vec<f64> = (0..10).map(|i| f64::from(i) * 60.0).collect();
+        // Noticed at 300 s; it showed from 240 s on (one blip at 60 s does
+        // not count: the level did not stay).
+        let v = [1.0, 3.0, 1.0, 1.0, 3.0, 3.1, 2.9, 3.0, 3.0, 3.1];
+        let s = Series {
+            service: "a",
+            metric: "latency",
+            times: &times,
+            values: &v,
+        };
+        let c = series_change(&s, None, 300.0, &RankParams::default()).expect("change");
+        assert_eq!(c.began, Some(240.0), "{c:?}");
+        // Latency that fell did no harm: no start time.
+        let down = [3.0, 3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let s = Series { values: &down, ..s };
+        let c = series_change(&s, None, 300.0, &RankParams::default()).expect("change");
+        assert_eq!(c.began, None, "{c:?}");
     }
 
     #[test]
