@@ -906,7 +906,7 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
             .zip(&names)
             .fold((0.0, ""), |m, (v, n)| if *v > m.0 { (*v, *n) } else { m });
         if top > 0.0 {
-            // Services that did not change keep their order after the others.
+            // Only services that changed are reweighed.
             for ((key, c), v) in out
                 .iter_mut()
                 .zip(&visits)
@@ -974,21 +974,23 @@ fn by_key(out: &[(f64, Candidate)]) -> Vec<usize> {
 }
 
 /// Personalised PageRank on the anomaly-weighted call graph, in the manner
-/// of MicroRCA and CloudRanger. `anomaly[i]` is service i's own evidence,
-/// of which the share `explainable[i]` is service-level (a resource anomaly
-/// is the service's own: no dependency explains it); `down` holds (caller,
-/// callee, x): the callee can explain the share x of the caller's symptom.
+/// of MonitorRank, MicroRCA and CloudRanger. `anomaly[i]` is service i's own
+/// evidence, of which the share `explainable[i]` is service-level (a
+/// resource anomaly is the service's own: no dependency explains it);
+/// `down` holds (caller, callee, x): the callee can explain the share x of
+/// the caller's symptom.
+///
 /// From a service the walker steps to a callee in proportion to the
-/// callee's anomaly times x times the service's explainable share (symptoms
-/// travel up to callers, so causes lie down), back to a caller in proportion to
-/// `walk_back` times the caller's anomaly, or stays in proportion to how much
+/// callee's anomaly × x × the service's explainable share (symptoms travel
+/// up to callers, so causes lie down), back to a caller in proportion to
+/// `walk_back` × the caller's anomaly, or stays in proportion to how much
 /// more anomalous the service is than what its callees explain. With
-/// probability 1 − `walk_damping`, or when it has nowhere to go, it restarts
-/// at `start` (the alerting service, as in MonitorRank and CloudRanger) or,
-/// without one or when `start` has nowhere to go, at a service chosen in
-/// proportion to its anomaly (as in MicroRCA). Returns the stationary visit frequencies
-/// (power iteration, at most 200 rounds); all zero when nothing is
-/// anomalous. Deterministic.
+/// probability 1 − `walk_damping`, or when it has nowhere to go, it
+/// restarts: at `start` (the alerting service) when that can go anywhere,
+/// else at a service chosen in proportion to its anomaly.
+///
+/// Returns the stationary visit frequencies (power iteration to 1e-12, at
+/// most 200 rounds); all zero when nothing is anomalous. Deterministic.
 fn walk(
     anomaly: &[f64],
     explainable: &[f64],
