@@ -18,10 +18,13 @@
 //!    a service whose callers show symptoms gains. Resource anomalies are
 //!    never discounted: they originate where they are measured.
 //! 4. A personalised PageRank on the anomaly-weighted graph (see [`walk`]):
-//!    a walker that restarts at anomalous services and steps towards
-//!    anomalous callees collects where the symptoms converge. A service's
+//!    a walker that starts from the alerting service (without an alert, from
+//!    the anomalous services) and steps towards callees that explain the
+//!    symptom collects where the symptoms converge. A changed service's
 //!    score is its local score times its visit frequency relative to the
-//!    most visited service. Without edges this step changes nothing.
+//!    most visited service; the walk reorders the changed services only
+//!    among the places they held before it. Without edges this step changes
+//!    nothing.
 //!
 //! Deterministic: ties break by service name.
 
