@@ -17,7 +17,7 @@
 //!    callee with its own service-level anomaly can explain is discounted;
 //!    a service whose callers show symptoms gains. Resource anomalies are
 //!    never discounted: they originate where they are measured.
-//! 4. A personalised PageRank on the anomaly-weighted graph (see [`walk`]):
+//! 4. A personalised PageRank on the anomaly-weighted graph (`walk`):
 //!    a walker that starts from the alerting service (without an alert, from
 //!    the anomalous services) and steps towards callees that explain the
 //!    symptom collects where the symptoms converge. A changed service's
