@@ -18,6 +18,8 @@
 
 use warden_model::Rng;
 
+use crate::mesh::respond;
+
 /// The kinds of fault a synthetic case injects.
 pub const SYNTH_FAULTS: [&str; 5] = ["cpu", "delay", "error", "memory", "overload"];
 
@@ -112,20 +114,13 @@ fn solve(svcs: &[Svc], edges: &[Edge], load: f64, fault: Option<(Fault, f64)>) -
             }
         }
         let u = rps[i] * s.cpu_per_rps / s.replicas + 0.05 + hog;
-        if u > 1.0 {
-            own_error += (u - 1.0) / u;
-        }
-        let mut lat = slow * s.service_ms / (1.0 - u.min(0.97)) + extra_ms;
-        let mut ok = 1.0 - own_error.min(1.0);
-        for e in edges.iter().filter(|e| e.0 == i) {
-            if e.3 {
-                lat += e.2 * latency_ms[e.1];
-            }
-            let p: f64 = if e.3 { 0.9 } else { 0.05 };
-            ok *= (1.0 - p * error[e.1]).powf(e.2.min(1.0));
-        }
+        let callees = edges
+            .iter()
+            .filter(|e| e.0 == i)
+            .map(|e| (e.2, e.3, latency_ms[e.1], error[e.1]));
+        let (_, lat, err) = respond(slow * s.service_ms, u, extra_ms, own_error, callees);
         latency_ms[i] = lat;
-        error[i] = (1.0 - ok).clamp(0.0, 1.0);
+        error[i] = err;
         util[i] = u;
     }
     State {

@@ -140,6 +140,37 @@ const TRACES_PER_S: f64 = 2.0;
 const SLOW_KEY: &str = "feature.sync_audit_log";
 const SLOW_EXTRA_MS: f64 = 240.0;
 
+/// One service's response under load. Its own time `service_ms` queues
+/// at utilisation `util` (× 1 / (1 − util), util capped at 0.97), plus
+/// `extra_ms`; load beyond capacity is shed as failures on top of
+/// `own_error`. Then each callee, as (calls per request, synchronous,
+/// latency ms, failure share): a synchronous call adds the callee's latency
+/// per call, and callee failures propagate through synchronous calls mostly
+/// (0.9) and through asynchronous ones barely (0.05). Returns (own ms,
+/// latency ms, failure share).
+pub(crate) fn respond(
+    service_ms: f64,
+    util: f64,
+    extra_ms: f64,
+    mut own_error: f64,
+    callees: impl Iterator<Item = (f64, bool, f64, f64)>,
+) -> (f64, f64, f64) {
+    let own_ms = service_ms / (1.0 - util.min(0.97)) + extra_ms;
+    if util > 1.0 {
+        own_error += (util - 1.0) / util;
+    }
+    let mut latency = own_ms;
+    let mut ok = 1.0 - own_error.min(1.0);
+    for (calls, sync, callee_ms, callee_error) in callees {
+        if sync {
+            latency += calls * callee_ms;
+        }
+        let p: f64 = if sync { 0.9 } else { 0.05 };
+        ok *= (1.0 - p * callee_error).powf(calls.min(1.0));
+    }
+    (own_ms, latency, (1.0 - ok).clamp(0.0, 1.0))
+}
+
 /// The service list and call graph of the simulated mesh:
 /// `(name, description, endpoints, dependencies)`.
 pub fn topology() -> Vec<(ServiceName, String, Vec<String>, Vec<ServiceName>)> {
@@ -444,29 +475,18 @@ impl Mesh {
                 }
             }
             let util = (s.rps / ready) * s.spec.cpu_per_rps + s.spec.base_cpu + hog / ready;
-            let rho = util.min(0.97);
-            let own_ms = s.spec.service_time_ms / (1.0 - rho) + extra_ms;
-            // Overload beyond capacity is shed as errors.
-            if util > 1.0 {
-                own_error += (util - 1.0) / util;
-            }
-            let mut latency = own_ms;
-            let mut ok = 1.0 - own_error.min(1.0);
-            for e in self.edges.iter().filter(|e| e.0 == i) {
+            let callees = self.edges.iter().filter(|e| e.0 == i).map(|e| {
                 let callee = &self.svcs[e.1];
-                if e.3 {
-                    latency += e.2 * callee.latency_ms;
-                }
-                // Synchronous callee failures propagate mostly; async ones barely.
-                let p = if e.3 { 0.9 } else { 0.05 };
-                ok *= (1.0 - p * callee.error).powf(e.2.min(1.0));
-            }
+                (e.2, e.3, callee.latency_ms, callee.error)
+            });
+            let (own_ms, latency, error) =
+                respond(s.spec.service_time_ms, util, extra_ms, own_error, callees);
             let s = &mut self.svcs[i];
             s.ready = ready;
             s.util = util;
             s.own_ms = own_ms;
             s.latency_ms = latency;
-            s.error = (1.0 - ok).clamp(0.0, 1.0);
+            s.error = error;
         }
     }
 
