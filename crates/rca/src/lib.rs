@@ -111,19 +111,22 @@ impl Default for RankParams {
 }
 
 impl RankParams {
-    /// The parameters' names, as [`RankParams::set`] takes them.
-    pub const NAMES: [&'static str; 10] = [
-        "min_z",
-        "explained_discount",
-        "caller_bonus",
-        "traffic_weight",
-        "rel_scale_floor",
-        "proxy_min_z",
-        "latency_rel_floor",
-        "unreachable_factor",
-        "walk_damping",
-        "walk_back",
-    ];
+    /// Every parameter: its name, where it lives, and whether it is a
+    /// fraction (at most 1).
+    fn fields(&mut self) -> [(&'static str, &mut f64, bool); 10] {
+        [
+            ("min_z", &mut self.min_z, false),
+            ("explained_discount", &mut self.explained_discount, true),
+            ("caller_bonus", &mut self.caller_bonus, false),
+            ("traffic_weight", &mut self.traffic_weight, false),
+            ("rel_scale_floor", &mut self.rel_scale_floor, false),
+            ("proxy_min_z", &mut self.proxy_min_z, false),
+            ("latency_rel_floor", &mut self.latency_rel_floor, false),
+            ("unreachable_factor", &mut self.unreachable_factor, true),
+            ("walk_damping", &mut self.walk_damping, true),
+            ("walk_back", &mut self.walk_back, false),
+        ]
+    }
 
     /// Sets one parameter from `name=value` (for ablations from the command
     /// line). The error names the bad part.
@@ -138,31 +141,19 @@ impl RankParams {
         if !v.is_finite() || v < 0.0 {
             return Err(format!("{name}: {value} must be a finite number ≥ 0"));
         }
-        let unit = |v: f64| {
-            if v <= 1.0 {
-                Ok(v)
-            } else {
-                Err(format!("{name}: {value} must be at most 1"))
-            }
+        let mut fields = self.fields();
+        let known: Vec<&str> = fields.iter().map(|f| f.0).collect();
+        let Some((_, slot, fraction)) = fields.iter_mut().find(|f| f.0 == name.trim()) else {
+            return Err(format!(
+                "unknown parameter {:?} (known: {})",
+                name.trim(),
+                known.join(", ")
+            ));
         };
-        match name.trim() {
-            "min_z" => self.min_z = v,
-            "explained_discount" => self.explained_discount = unit(v)?,
-            "caller_bonus" => self.caller_bonus = v,
-            "traffic_weight" => self.traffic_weight = v,
-            "rel_scale_floor" => self.rel_scale_floor = v,
-            "proxy_min_z" => self.proxy_min_z = v,
-            "latency_rel_floor" => self.latency_rel_floor = v,
-            "unreachable_factor" => self.unreachable_factor = unit(v)?,
-            "walk_damping" => self.walk_damping = unit(v)?,
-            "walk_back" => self.walk_back = v,
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (known: {})",
-                    Self::NAMES.join(", ")
-                ));
-            }
+        if *fraction && v > 1.0 {
+            return Err(format!("{name}: {value} must be at most 1"));
         }
+        **slot = v;
         Ok(())
     }
 }
