@@ -862,12 +862,13 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     // The order before the walk: the walk reorders the services that
     // changed among the places they hold in it, and never moves one past a
     // service that did not change (whose order the walk knows nothing of).
-    let before = {
+    let walking = !case.edges.is_empty() && p.walk_damping > 0.0;
+    let before = walking.then(|| {
         let mut b = out.clone();
         demote_proxies(&mut b, &proxy_of);
         by_key(&b)
-    };
-    if !case.edges.is_empty() && p.walk_damping > 0.0 {
+    });
+    if walking {
         // `out` holds the services in `ev`'s order.
         let names: Vec<&str> = ev.keys().map(String::as_str).collect();
         let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
@@ -922,17 +923,22 @@ pub fn rank(case: &Case<'_>, p: &RankParams) -> Vec<Candidate> {
     }
     demote_proxies(&mut out, &proxy_of);
     let after = by_key(&out);
-    let mut walked = after.iter().filter(|i| out[**i].1.score > 0.0);
-    let order: Vec<usize> = before
-        .iter()
-        .map(|i| {
-            if out[*i].1.score > 0.0 {
-                walked.next().copied().unwrap_or(*i)
-            } else {
-                *i
-            }
-        })
-        .collect();
+    let order = match before {
+        None => after,
+        Some(before) => {
+            let mut walked = after.iter().filter(|i| out[**i].1.score > 0.0);
+            before
+                .iter()
+                .map(|i| {
+                    if out[*i].1.score > 0.0 {
+                        walked.next().copied().unwrap_or(*i)
+                    } else {
+                        *i
+                    }
+                })
+                .collect()
+        }
+    };
     let mut slots: Vec<Option<Candidate>> = out.into_iter().map(|(_, c)| Some(c)).collect();
     order.iter().filter_map(|i| slots[*i].take()).collect()
 }
