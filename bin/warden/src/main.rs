@@ -1379,9 +1379,9 @@ fn bench(cmd: BenchCommand) -> Result<(), Failure> {
                     "--count {count} is out of range (1-10000)"
                 )));
             }
-            let n = warden_bench::synth::write_cases(&out, count, seed)
+            warden_bench::synth::write_cases(&out, count, seed)
                 .map_err(|e| Failure::Input(e.to_string()))?;
-            out!("{n} cases written below {}", out.display());
+            out!("{count} cases written below {}", out.display());
             Ok(())
         }
         BenchCommand::Rca {

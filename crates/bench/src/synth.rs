@@ -65,14 +65,14 @@ pub fn write_case(dir: &Path, c: &SynthCase) -> Result<(), CaseError> {
 }
 
 /// Writes `count` cases with seeds `seed..seed + count` below `root`, as
-/// `<fault>/case_<seed>`. Returns the number written.
-pub fn write_cases(root: &Path, count: usize, seed: u64) -> Result<usize, CaseError> {
+/// `<fault>/case_<seed>`.
+pub fn write_cases(root: &Path, count: usize, seed: u64) -> Result<(), CaseError> {
     for k in 0..count as u64 {
         let s = seed + k;
         let c = warden_sim::synthetic_case(s);
         write_case(&root.join(c.fault).join(format!("case_{s:04}")), &c)?;
     }
-    Ok(count)
+    Ok(())
 }
 
 #[cfg(test)]
