@@ -69,6 +69,20 @@ pub enum RiskKind {
     ObservedNotDeclared,
 }
 
+impl RiskKind {
+    /// The kind's name, as it is serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskKind::SinglePointOfFailure => "single_point_of_failure",
+            RiskKind::HighFanIn => "high_fan_in",
+            RiskKind::Cycle => "cycle",
+            RiskKind::DeepSyncChain => "deep_sync_chain",
+            RiskKind::DeclaredNotObserved => "declared_not_observed",
+            RiskKind::ObservedNotDeclared => "observed_not_declared",
+        }
+    }
+}
+
 /// One risk with the services involved and a suggestion.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Risk {
@@ -398,5 +412,19 @@ mod tests {
             kinds(&r, RiskKind::ObservedNotDeclared),
             vec![vec!["a".to_string(), "hidden".to_string()]]
         );
+    }
+
+    #[test]
+    fn kind_names_are_their_serialised_names() {
+        for k in [
+            RiskKind::SinglePointOfFailure,
+            RiskKind::HighFanIn,
+            RiskKind::Cycle,
+            RiskKind::DeepSyncChain,
+            RiskKind::DeclaredNotObserved,
+            RiskKind::ObservedNotDeclared,
+        ] {
+            assert_eq!(serde_json::to_value(k).expect("json"), k.as_str());
+        }
     }
 }

@@ -1740,10 +1740,7 @@ impl Engine {
         }
         for r in warden_rca::risk::analyze(&nodes, &edges, &Default::default()) {
             let fact = warden_analyst::RiskFact {
-                kind: serde_json::to_value(r.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                kind: r.kind.as_str().to_string(),
                 severity: r.severity.to_string(),
                 detail: r.detail.clone(),
                 suggestion: r.suggestion.clone(),
