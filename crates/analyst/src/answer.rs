@@ -87,8 +87,7 @@ pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
             Ok(Answer::DependencyAnalysis(d))
         }
         "recovery_plan" => {
-            let p: RecoveryPlan =
-                serde_json::from_str(json).map_err(|e| AnswerError::Schema(e.to_string()))?;
+            let p: RecoveryPlan = serde_json::from_str(json).map_err(schema)?;
             check_len("steps", p.steps.len())?;
             check_text("rationale", &p.rationale)?;
             for (i, s) in p.steps.iter().enumerate() {
@@ -100,8 +99,7 @@ pub fn parse(kind: &str, text: &str) -> Result<Answer, AnswerError> {
             Ok(Answer::RecoveryPlan(p))
         }
         _ => {
-            let a: AnomalyAnalysis =
-                serde_json::from_str(json).map_err(|e| AnswerError::Schema(e.to_string()))?;
+            let a: AnomalyAnalysis = serde_json::from_str(json).map_err(schema)?;
             if !matches!(a.status.as_str(), "critical" | "warning" | "ok") {
                 return Err(range(
                     "status",
